@@ -1,0 +1,184 @@
+"""Time and memory of a DBP training step against a plain one, and of our epochs against pythae's.
+
+Run: python benchmarks/bench_dbp_step.py [--rounds 5] [--steps 10] [--device cpu]
+Prints, for the MLP VAE (784-512-512-32) and DRAW (T=8, LSTM 256) at batch 128: time per training step without DBP and
+with each estimator, the ratio DBP/plain (measured interleaved: every round runs every configuration once, the median
+over rounds is reported), and the peak memory of each (a fresh process per configuration). Then one epoch on the
+embedded MNIST sample for our plain and DBP VAE (`dbp_ae.train.fit`) against pythae's VAE and RAE_GP (its input-gradient
+penalty) on the same MLP, interleaved the same way. Not a test: numbers go into the issue notes and RESULTS.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from dbp_ae.data import fast_cpu_math, get_device, load_dataset, make_loader
+from dbp_ae.train import TrainConfig, fit, make_model, step_loss
+
+MODELS = {"vae": {}, "draw": dict(attention=False), "draw-attn": {}}
+ESTIMATORS = [("plain", None, 1), ("sum", "sum", 1), ("hutchinson-1", "hutchinson", 1), ("hutchinson-4", "hutchinson", 4)]
+
+
+def make_step(model_name, estimator, n_proj, device, batch=128, seed=0):
+    torch.manual_seed(seed)
+    model = make_model(model_name).to(device)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = load_dataset("mnist-sample", "train").__getitems__(list(range(batch)))[0].to(device)
+    lam = 0.0 if estimator is None else 1.0
+
+    def step():
+        loss, _ = step_loss(model, x, None, lam, lam, estimator or "sum", n_proj)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(models, device, rounds, steps):
+    cases = {(m, name): make_step(m, est, k, device) for m in models for name, est, k in ESTIMATORS}
+    with fast_cpu_math():
+        for f in cases.values():
+            f(); f()  # warm up
+        times = {c: [] for c in cases}
+        for _ in range(rounds):  # interleaved: every configuration once per round
+            for c, f in cases.items():
+                sync(device); t = time.perf_counter()
+                for _ in range(steps):
+                    f()
+                sync(device); times[c].append((time.perf_counter() - t) / steps)
+    return {c: statistics.median(v) for c, v in times.items()}
+
+
+def peak_memory(model_name, name, device):
+    "Peak resident memory (CPU) or allocated memory (CUDA) of 5 steps, in a fresh process, in MiB"
+    est, k = {n: (e, kk) for n, e, kk in ESTIMATORS}[name]
+    code = f"""
+import resource, torch, json, sys
+sys.path.insert(0, {repr(sys.path[0])})
+from bench_dbp_step import make_step
+from dbp_ae.data import fast_cpu_math
+dev = torch.device({str(device)!r})
+f = make_step({model_name!r}, {est!r}, {k}, dev)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+with fast_cpu_math():
+    for _ in range(5): f()
+peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == 'cuda' else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+print(json.dumps(peak))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def pythae_models():
+    "pythae's VAE and RAE_GP on our MLP: encoder 784-512-512-(32+32), softplus; decoder mirrored, Bernoulli (BCE) for VAE"
+    from pythae.models import RAE_GP, VAE, RAE_GP_Config, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from torch import nn
+
+    class Enc(BaseEncoder):
+        def __init__(self, var=True):
+            super().__init__()
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.Softplus(), nn.Linear(512, 512), nn.Softplus())
+            self.mu, self.lv = nn.Linear(512, 32), (nn.Linear(512, 32) if var else None)
+
+        def forward(self, x):
+            h = self.net(x)
+            out = ModelOutput(embedding=self.mu(h))
+            if self.lv is not None:
+                out["log_covariance"] = self.lv(h)
+            return out
+
+    class Dec(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(32, 512), nn.Softplus(), nn.Linear(512, 512), nn.Softplus(), nn.Linear(512, 784), nn.Sigmoid())
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=self.net(z).view(-1, 1, 28, 28))
+
+    vae = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=32, reconstruction_loss="bce"), encoder=Enc(), decoder=Dec())
+    rae = RAE_GP(RAE_GP_Config(input_dim=(1, 28, 28), latent_dim=32), encoder=Enc(var=False), decoder=Dec())
+    return {"pythae VAE": vae, "pythae RAE_GP": rae}
+
+
+def pythae_epoch(model, ds, device, batch=128, seed=0):
+    "One epoch of pythae `model` in a plain loop (its forward computes its loss): kinder to pythae than its trainer"
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for x, _ in make_loader(ds, batch, seed=seed):
+        out = model({"data": x.to(device)})
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+
+
+def epochs_vs_pythae(device, rounds):
+    ds = load_dataset("mnist-sample", "train")
+    torch.manual_seed(0)
+    ours = {"dbp_ae VAE plain": TrainConfig(epochs=1), "dbp_ae VAE DBP (sum)": TrainConfig(epochs=1, lambda1=1, lambda2=1, schedule="constant")}
+    cases = {}
+    for name, cfg in ours.items():
+        cases[name] = (lambda cfg=cfg: fit(make_model("vae"), ds, cfg, device=device, progress=False))
+    try:
+        for name, m in pythae_models().items():
+            cases[name] = (lambda m=m: pythae_epoch(m, ds, device))
+    except ImportError as e:
+        print(f"pythae not installed ({e}); pip install pythae to compare")
+    times = {c: [] for c in cases}
+    with fast_cpu_math():  # the same flush of subnormals for everyone (pythae's double backward profits from it too)
+        for _ in range(rounds):
+            for c, f in cases.items():
+                sync(device); t = time.perf_counter(); f(); sync(device)
+                times[c].append(time.perf_counter() - t)
+    return {c: statistics.median(v) for c, v in times.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--models", default="vae,draw,draw-attn")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-pythae", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    a = ap.parse_args()
+    device = get_device(a.device)
+    models = a.models.split(",")
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch 128, {a.rounds} rounds x {a.steps} steps")
+    t = time_steps(models, device, a.rounds, a.steps)
+    res = {"step_ms": {}, "ratio": {}, "peak_mib": {}}
+    print(f"\n{'model':<10} {'step':<14} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9}")
+    for m in models:
+        for name, _, _ in ESTIMATORS:
+            ms, ratio = 1000 * t[(m, name)], t[(m, name)] / t[(m, "plain")]
+            mem = float("nan") if a.no_memory else peak_memory(m, name, device)
+            res["step_ms"][f"{m}/{name}"], res["ratio"][f"{m}/{name}"], res["peak_mib"][f"{m}/{name}"] = ms, ratio, mem
+            print(f"{m:<10} {name:<14} {ms:9.2f} {ratio:8.2f} {mem:9.1f}")
+    if not a.no_pythae:
+        e = epochs_vs_pythae(device, max(1, a.rounds // 2))
+        res["epoch_s"] = e
+        print(f"\none epoch of mnist-sample (4,000 images, batch 128), same MLP, median of {max(1, a.rounds // 2)} interleaved rounds")
+        for c, s in e.items():
+            print(f"  {c:<22} {s:7.2f} s")
+        for ours, theirs in (("dbp_ae VAE plain", "pythae VAE"), ("dbp_ae VAE DBP (sum)", "pythae RAE_GP")):
+            if theirs in e:
+                print(f"  {ours} / {theirs}: {e[ours] / e[theirs]:.2f} (below 1: ours is faster)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
