@@ -6,6 +6,8 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
+from dbp_ae.data import load_dataset
+
 PIPES = Path(__file__).resolve().parents[1] / "nbs" / "pipelines"
 
 
@@ -36,3 +38,108 @@ def test_reconstruction_rejects_unknown(tmp_path):
         run("01_reconstruction.ipynb", tmp_path, dataset="cifar10")
     with pytest.raises(pm.PapermillExecutionError, match="unknown model 'gan'"):
         run("01_reconstruction.ipynb", tmp_path, dataset="mnist-sample", models="vae,gan")
+
+
+# ---- the attack pipelines: Fig. 2 (02), Table 2 and Fig. 5 of the VAE (04), Table 2, Figs. 1 and 5 of DRAW (05) ----
+
+def finite(v):
+    return v is not None and math.isfinite(v)
+
+
+def check_auddc(r, n_pairs, n_c):
+    "The per-pair AUDDC summary `r` of one model and attack in a metrics file"
+    assert r["n"] + r["n_nan"] == n_pairs == len(r["auddc"]) == len(r["gap"])
+    assert r["n_nan"] == 0 and all(finite(a) for a in r["auddc"]) and finite(r["mean"])
+    for a, lo, hi, xm in zip(r["auddc"], r["y_min"], r["y_max"], r["x_max"]):
+        assert 0 <= xm, xm                       # x = ||d|| / ||x_o - x_t||
+        if 0 <= lo and hi <= 1:                  # a well-formed curve: its area lies in [0, 1]
+            assert 0 <= a <= 1, (a, lo, hi)
+
+
+def test_vae_gradients_smoke(tmp_path):
+    out = run("02_vae_gradients.ipynb", tmp_path, dataset="mnist-sample")
+    for f in ("fig2.png", "fig2.pdf", "fig2.csv", "fig2.md", "fig2_metrics.json"):
+        assert (out / f).stat().st_size > 0, f
+    m = json.loads((out / "fig2_metrics.json").read_text())
+    assert m["smoke"] is True and m["model"] == "vae" and len(m["cs"]) == 5 and m["cs"][0] == 0
+    labels = load_dataset("mnist-sample", "test").labels.tolist()
+    o, t = m["pair"]
+    assert labels[o] != labels[t]                # the target is of another class
+    for r in m["models"].values():
+        assert 0 < r["rec_error"] < 28 and finite(r["grad_x"]) and r["grad_x"] > 0
+        assert r["C"] in m["cs"] and 0 <= r["x"] and finite(r["y"]) and finite(r["auddc"])
+        assert len(r["curve_x"]) == len(r["curve_y"]) == 5
+    assert finite(m["grad_x_ratio"]) and m["grad_x_ratio"] > 0
+    assert "grad_x" in (out / "fig2.md").read_text()
+
+
+def test_vae_attack_smoke(tmp_path):
+    out = run("04_vae_attack.ipynb", tmp_path, dataset="mnist-sample", strength_check=True)
+    files = ["table2_vae.csv", "table2_vae.md", "dd_points_vae.csv", "strength_vae.csv", "table2_vae_metrics.json"]
+    files += [f"{f}.{e}" for f in ("dd_curves_vae", "fig5_vae_output", "fig5_vae_latent") for e in ("png", "pdf")]
+    for f in files:
+        assert (out / f).stat().st_size > 0, f
+    m = json.loads((out / "table2_vae_metrics.json").read_text())
+    assert m["smoke"] is True and m["model"] == "vae" and len(m["pairs"]) == 2 and len(m["cs"]) == 5
+    labels = load_dataset("mnist-sample", "test").labels.tolist()
+    assert all(labels[o] != labels[t] for o, t in m["pairs"])
+    assert set(m["auddc"]) == {"output", "latent"}
+    for kind in m["auddc"].values():
+        for r in kind.values():
+            check_auddc(r, 2, 5)
+    assert set(m["strength_check"]) == {"plain/output", "plain/latent"}
+    for e in m["strength_check"].values():
+        assert finite(e["max_drop"]) and e["too_weak"] == (e["max_drop"] > 0.02)
+    assert isinstance(m["attack_too_weak"], bool)
+    md = (out / "table2_vae.md").read_text()
+    assert "vae (no DBP)" in md and "vae (DBP)" in md and "±" in md
+
+
+def test_draw_attack_smoke(tmp_path):
+    out = run("05_draw_attack.ipynb", tmp_path, dataset="mnist-sample", variants="draw-attn;draw:lstm=16")
+    files = ["table2_draw.csv", "table2_draw.md", "dd_points_draw.csv", "table2_draw_metrics.json"]
+    files += [f"{f}.{e}" for f in ("dd_curves_draw", "fig1", "fig5_draw_output", "fig5_draw_latent") for e in ("png", "pdf")]
+    for f in files:
+        assert (out / f).stat().st_size > 0, f
+    m = json.loads((out / "table2_draw_metrics.json").read_text())
+    assert m["smoke"] is True and m["strength_check"] is None and m["attack_too_weak"] is None
+    assert list(m["variants"]) == ["draw-attn", "draw:lstm=16"]
+    c = m["variants"]["draw:lstm=16"]["config"]
+    assert c["attention"] is False and c["enc_size"] == c["dec_size"] == 16 and c["T"] == 2
+    assert m["variants"]["draw-attn"]["config"]["attention"] is True
+    for v in m["variants"].values():
+        for kind in v["auddc"].values():
+            for r in kind.values():
+                check_auddc(r, 2, 5)
+    labels = load_dataset("mnist-sample", "test").labels.tolist()
+    o, t = m["fig1"]["pair"]
+    assert (labels[o], labels[t]) == (1, 0)      # Fig. 1: a "1" attacked towards a "0"
+    assert m["fig1"]["variant"] == "draw-attn" and set(m["fig1"]) >= {"plain", "dbp"}
+    assert len((out / "table2_draw.csv").read_text().splitlines()) == 1 + 2 * 2 * 2
+
+
+def test_draw_attack_celeba_smoke(tmp_path, data_dir):
+    out = run("05_draw_attack.ipynb", tmp_path, dataset="celeba", data_dir=str(data_dir))
+    for f in ("table2_draw.csv", "table2_draw.md", "fig1.png", "fig5_draw_output.png", "dd_curves_draw.png", "table2_draw_metrics.json"):
+        assert (out / f).stat().st_size > 0, f
+    m = json.loads((out / "table2_draw_metrics.json").read_text())
+    assert m["dataset"] == "celeba" and len(m["variants"]) >= 2
+    assert all(v["config"]["in_shape"] == [3, 64, 64] for v in m["variants"].values())
+    for v in m["variants"].values():
+        for kind in v["auddc"].values():
+            for r in kind.values():
+                check_auddc(r, 2, 5)
+    assert m["fig1"]["pair"] == m["pairs"][0]    # CelebA: any two faces, the table's first pair
+
+
+@pytest.mark.parametrize("name", ["02_vae_gradients.ipynb", "04_vae_attack.ipynb", "05_draw_attack.ipynb"])
+def test_attack_pipelines_reject_unknown_dataset(tmp_path, name):
+    with pytest.raises(pm.PapermillExecutionError, match="unknown dataset 'cifar10'; valid: mnist, mnist-sample, celeba"):
+        run(name, tmp_path, dataset="cifar10")
+
+
+def test_attack_pipelines_reject_unknown_options(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="unknown DRAW variant model 'gan'"):
+        run("05_draw_attack.ipynb", tmp_path, dataset="mnist-sample", variants="draw-attn;gan:T=2")
+    with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'sgd'; valid: adam, lbfgsb"):
+        run("04_vae_attack.ipynb", tmp_path, dataset="mnist-sample", optimizer="sgd")
