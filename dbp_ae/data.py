@@ -130,7 +130,7 @@ def _read_attrs(path:Path):
 def _decode_face(path:Path, size:int):
     from PIL import Image
     from torchvision.transforms.v2.functional import center_crop, resize
-    with Image.open(path) as im: img = torch.from_numpy(np.asarray(im.convert('RGB'))).permute(2,0,1)
+    with Image.open(path) as im: img = torch.from_numpy(np.array(im.convert('RGB'))).permute(2,0,1)
     side = round(img.shape[-1]*148/178)
     return resize(center_crop(img, [side, side]), [size, size], antialias=True)
 
