@@ -16,7 +16,7 @@ from scipy.optimize import minimize, Bounds
 # %% auto #0
 __all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'default_c_grid', 'kl_diag_gaussians', 'frozen', 'seeded', 'attack_target',
            'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'lbfgsb_rows', 'restart_inits', 'AttackResult',
-           'model_device', 'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack']
+           'model_device', 'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack', 'sample_pairs']
 
 # %% ../nbs/05_attacks.ipynb #c784dbb9
 def default_c_grid(n:int=50,      # positive values (Gondim: 50)
@@ -313,3 +313,20 @@ class OutputAttack(TargetedAttack):
 class LatentAttack(TargetedAttack):
     "Latent attack: minimise C·‖d‖² + KL(q(z | x_o + d) ‖ q(z | x_t)) over x_o + d ∈ [0, 1]"
     kind = 'latent'
+
+# %% ../nbs/05_attacks.ipynb #557fb1aa
+def sample_pairs(labels:list,          # label of every image of the split
+                 n:int,                # pairs wanted
+                 seed:int=0,           # seed of the permutation
+                 other_class:bool=True # the target must have another label than the original
+                ) -> list:
+    "`n` (original, target) index pairs, in the order of a permutation of `labels` seeded by `seed`"
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+    free, pairs = list(order), []
+    while len(pairs) < n:
+        if len(free) < 2: raise ValueError(f"the split has too few images for {n} pairs")
+        o = free.pop(0)
+        t = next((j for j in free if not other_class or labels[j] != labels[o]), None)
+        if t is None: raise ValueError(f"no image of another class left for original {o}")
+        free.remove(t); pairs.append((o, t))
+    return pairs

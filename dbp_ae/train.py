@@ -91,19 +91,20 @@ def step_loss(model:nn.Module, # an autoencoder (has `loss_terms`) or a classifi
     return terms['loss'], {k: v.detach() for k,v in terms.items() if v is not None and (k != 'dbp' or lambda1 or lambda2)}
 
 # %% ../nbs/04_train.ipynb #2e5ccb4d
-def save_atomic(obj, path:Path):
-    "`torch.save` `obj` to `path` atomically (temp file + rename)"
+def _replace_atomic(path:Path, write):
+    "Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
+
+def save_atomic(obj, path:Path):
+    "`torch.save` `obj` to `path` atomically (temp file + rename)"
+    _replace_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 def write_json_atomic(obj, path:Path):
     "Write `obj` as JSON to `path` atomically"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    _replace_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str)))
 
 def load_checkpoint(path:Path, map_location='cpu')->dict:
     "Load a checkpoint written by `save_atomic` (`weights_only=True`)"
@@ -242,9 +243,9 @@ def train_cached(model_name:str,     # one of `MODELS`
     model_cfg = model_config(model_name, **(model_cfg or {}))
     key = dict(model=model_name, model_cfg=model_cfg, dataset=dataset, n_train=n_train, train=asdict(cfg))
     folder = Path(cache_dir or default_cache_dir())/f"{model_name}-{dataset}-{config_hash(key)}"
-    model = make_model(model_name, **(model_cfg or {}))
     done = folder/'model.pt'
     if done.exists():
+        model = make_model(model_name, **model_cfg)
         model.load_state_dict(load_checkpoint(done)['model'])
         history = json.loads((folder/'history.json').read_text())
         if progress: print(f"cached: {model_name} on {dataset} ({'DBP' if cfg.dbp else 'plain'}) from {folder}")
@@ -253,7 +254,7 @@ def train_cached(model_name:str,     # one of `MODELS`
     ds = train_ds if train_ds is not None else load_dataset(dataset, 'train', root=data_dir)
     if n_train is not None: ds = type(ds)(ds.images[:n_train], ds.labels[:n_train], ds.name, ds.classes)
     torch.manual_seed(cfg.seed)
-    model = make_model(model_name, **(model_cfg or {}))
+    model = make_model(model_name, **model_cfg)
     t0 = time.time()
     history = fit(model, ds, cfg, ckpt_dir=folder, device=device, progress=progress)
     write_json_atomic(history, folder/'history.json')
