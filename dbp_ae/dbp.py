@@ -12,8 +12,9 @@ from torch import nn, Tensor, autograd
 from .data import check_choice
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'SCHEDULES', 'sq_norm_sum', 'sq_norm_hutchinson', 'sq_norm_exact', 'jacobian_sq_norms', 'dbp_penalty',
-           'dbp_loss', 'dbp_weight', 'spectral_norms', 'gradient_metrics']
+__all__ = ['ESTIMATORS', 'SCHEDULES', 'sq_norm_sum', 'sq_norm_hutchinson', 'sq_norm_exact', 'sq_norm_fd', 'jacobian_sq_norms',
+           'rng_state', 'set_rng_state', 'fd_sq_norms', 'dbp_penalty', 'dbp_loss', 'dbp_weight', 'spectral_norms',
+           'gradient_metrics']
 
 # %% ../nbs/03_dbp.ipynb #36390ba5
 def _vjps(y:Tensor,               # outputs (B, m), a function of `x`
@@ -68,7 +69,12 @@ def sq_norm_exact(y:Tensor,               # outputs (B, m), a function of `x`
     E = torch.eye(m, dtype=y.dtype, device=y.device)[:, None, :].expand(m, *y.shape)  # e_j for every sample
     return _sq(_vjps(y, x, E, create_graph)).sum(0)
 
-ESTIMATORS = {'sum': sq_norm_sum, 'hutchinson': sq_norm_hutchinson, 'exact': sq_norm_exact}
+def sq_norm_fd(y:Tensor, x:Tensor, n_proj:int=1, create_graph:bool=True, generator:Optional[torch.Generator]=None) -> Tensor:
+    "Placeholder of the 'fd' estimator in the `(y, x)` form: it re-runs the model, so it is `fd_sq_norms`"
+    raise ValueError("the 'fd' estimator evaluates the model at x + h·u, so it needs the model: use dbp_loss, dbp_penalty or "
+                     "fd_sq_norms; the estimators that work on (y, x) alone are 'sum', 'hutchinson' and 'exact'")
+
+ESTIMATORS = {'sum': sq_norm_sum, 'hutchinson': sq_norm_hutchinson, 'exact': sq_norm_exact, 'fd': sq_norm_fd}
 
 # %% ../nbs/03_dbp.ipynb #b3c6852e
 def jacobian_sq_norms(x:Tensor,                 # the batch (B, ...), with `requires_grad` set before the forward pass
@@ -86,6 +92,52 @@ def jacobian_sq_norms(x:Tensor,                 # the batch (B, ...), with `requ
     f = ESTIMATORS[estimator]
     return tuple(None if y is None else f(y.flatten(1), x, int(n_proj), create_graph, generator).mean() for y in (code, recon))
 
+# %% ../nbs/03_dbp.ipynb #21ddfc1e
+def rng_state(device:torch.device) -> tuple:
+    "The state of torch's global generators that a forward pass on `device` draws from: `(cpu, device's or None)`"
+    device = torch.device(device)
+    if device.type == 'cuda': return torch.get_rng_state(), torch.cuda.get_rng_state(device)
+    if device.type == 'mps': return torch.get_rng_state(), torch.mps.get_rng_state()
+    return torch.get_rng_state(), None
+
+def set_rng_state(state:tuple, device:torch.device):
+    "Restore a `state` taken by `rng_state` on `device`"
+    device = torch.device(device)
+    torch.set_rng_state(state[0])
+    if state[1] is None: return
+    if device.type == 'cuda': torch.cuda.set_rng_state(state[1], device)
+    else: torch.mps.set_rng_state(state[1])
+
+def fd_sq_norms(model:nn.Module,        # the autoencoder that produced `out`
+                x:Tensor,               # the batch `out` was computed on
+                out,                    # `AEOutput` of `model` on `x`
+                state:Optional[tuple]=None, # `rng_state` taken just before `out`'s forward pass (needed when `sample`)
+                n_proj:int=1,           # k, the number of input-space projections u ~ N(0, I)
+                h:float=1e-3,           # step of the forward difference
+                sample:bool=True,       # `out` sampled z: the perturbed passes then reuse its ε through `state`
+                code:bool=True,         # estimate ‖∂z/∂x‖²_F (z = `out.mu`)
+                recon:bool=True,        # estimate ‖∂x̂/∂x‖²_F (x̂ = `model.mean(out.recon)`)
+                generator:Optional[torch.Generator]=None, # source of the projections; default the global one
+               ) -> tuple:
+    "Batch means `(sq_z, sq_x)` of ‖J u‖², u ~ N(0, I), with J u = (f(x + h u) − f(x))/h: unbiased for ‖J‖²_F up to O(h)"
+    if int(n_proj) != n_proj or n_proj < 1: raise ValueError(f"n_proj must be a positive integer, got {n_proj!r}")
+    if not h > 0: raise ValueError(f"the finite-difference step h must be > 0, got {h}")
+    if sample and state is None:
+        raise ValueError("out sampled z, so the perturbed pass must draw the same noise: pass state=rng_state(x.device) "
+                         "taken just before out = model(x), or use sample=False")
+    x = x.detach()
+    U = _randn((int(n_proj), *x.shape), x, generator)
+    after = rng_state(x.device)
+    z0, r0 = out.mu.flatten(1), model.mean(out.recon).flatten(1)
+    sz = sx = 0.
+    for u in U:
+        if state is not None: set_rng_state(state, x.device)
+        o = model(x + h*u, sample=sample)
+        if code: sz = sz + (o.mu.flatten(1) - z0).div(h).pow(2).sum(1)
+        if recon: sx = sx + (model.mean(o.recon).flatten(1) - r0).div(h).pow(2).sum(1)
+    set_rng_state(after, x.device)
+    return (sz.mean()/n_proj if code else None, sx.mean()/n_proj if recon else None)
+
 # %% ../nbs/03_dbp.ipynb #cc2a9bf2
 def dbp_penalty(model:nn.Module,        # any autoencoder of the package (`mean` turns `out.recon` into an image)
                 x:Tensor,               # the batch, with `requires_grad` set before `out = model(x)`
@@ -93,14 +145,18 @@ def dbp_penalty(model:nn.Module,        # any autoencoder of the package (`mean`
                 lambda1:float,          # λ₁, weight of ‖∂z/∂x‖² (z = `out.mu`, flattened per sample)
                 lambda2:float,          # λ₂, weight of ‖∂x̂/∂x‖² (x̂ = `model.mean(out.recon)`)
                 estimator:str='sum',    # a key of `ESTIMATORS`: 'sum', 'hutchinson' or 'exact'
-                n_proj:int=1,           # projections of the 'hutchinson' estimator
+                n_proj:int=1,           # projections of the 'hutchinson' and 'fd' estimators
+                sample:bool=True,       # 'fd': whether `out` sampled z (the perturbed pass must draw the same ε)
+                rng_state:Optional[tuple]=None, # 'fd' with `sample`: generator state before `out`'s forward (`rng_state`)
+                fd_step:float=1e-3,     # 'fd': the step h of the forward difference
                ) -> tuple:
     "`(penalty, dict(jz=..., jx=...))`: λ₁‖∂z/∂x‖² + λ₂‖∂x̂/∂x‖² of eq. (10), and the detached squared norms"
     check_choice(estimator, ESTIMATORS, 'estimator')
     if lambda1 < 0 or lambda2 < 0: raise ValueError(f"lambdas must be >= 0, got {lambda1}, {lambda2}")
     if lambda1 == 0 and lambda2 == 0: return x.new_zeros(()), dict(jz=None, jx=None)
-    sq_z, sq_x = jacobian_sq_norms(x, out.mu if lambda1 else None, model.mean(out.recon) if lambda2 else None,
-                                   estimator, n_proj, create_graph=True)
+    if estimator == 'fd': sq_z, sq_x = fd_sq_norms(model, x, out, rng_state, n_proj, fd_step, sample, code=bool(lambda1), recon=bool(lambda2))
+    else: sq_z, sq_x = jacobian_sq_norms(x, out.mu if lambda1 else None, model.mean(out.recon) if lambda2 else None,
+                                         estimator, n_proj, create_graph=True)
     penalty = sum(l*s for l, s in ((lambda1, sq_z), (lambda2, sq_x)) if s is not None)
     return penalty, dict(jz=None if sq_z is None else sq_z.detach(), jx=None if sq_x is None else sq_x.detach())
 
@@ -110,15 +166,17 @@ def dbp_loss(model:nn.Module,      # any autoencoder of the package
              lambda1:float=0.,     # λ₁, weight of ‖∂z/∂x‖² (already multiplied by the schedule's weight)
              lambda2:float=0.,     # λ₂, weight of ‖∂x̂/∂x‖²
              estimator:str='sum',  # a key of `ESTIMATORS`
-             n_proj:int=1,         # projections of the 'hutchinson' estimator
+             n_proj:int=1,         # projections of the 'hutchinson' and 'fd' estimators
              sample:bool=True,     # sample z (training) or take z = mu
             ) -> dict:
     "Eq. (10) on batch `x`: dict(loss, rec, kl, dbp, jz, jx) — the model's loss terms plus the DBP penalty"
     use = lambda1 != 0 or lambda2 != 0
-    xg = x.detach().requires_grad_(True) if use else x
+    fd = use and estimator == 'fd'                                   # forward differences: no input gradient needed
+    xg = x.detach().requires_grad_(True) if use and not fd else x
+    state = rng_state(x.device) if fd else None                      # the perturbed passes redraw this pass's ε
     out = model(xg, sample=sample)
     terms = model.loss_terms(out, x)
-    penalty, info = dbp_penalty(model, xg, out, lambda1, lambda2, estimator, n_proj)
+    penalty, info = dbp_penalty(model, xg, out, lambda1, lambda2, estimator, n_proj, sample, state)
     return dict(terms, loss=terms['loss'] + penalty, dbp=penalty, **info)
 
 # %% ../nbs/03_dbp.ipynb #cd01b1d6
