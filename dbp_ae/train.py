@@ -191,10 +191,13 @@ def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, 
         model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt'])
         for g in opt.param_groups: g['lr'] = cfg.lr
         history,start = list(ck['history']),int(ck['epoch'])
-        rngs = ck.get('rngs')
+        rngs, cuda_rngs = ck.get('rngs'), ck.get('cuda_rngs')
         if rngs is not None and len(rngs) == world: torch.set_rng_state(rngs[rank])
         elif rank == 0: torch.set_rng_state(ck['rng'])
         else: torch.manual_seed(cfg.seed + RANK_SEED_STRIDE*rank + start)  # another world size: fresh streams
+        if device.type == 'cuda':  # the GPU's noise stream too, where the checkpoint has it
+            if cuda_rngs is not None and len(cuda_rngs) == world: torch.cuda.set_rng_state(cuda_rngs[rank], device)
+            elif rank == 0 and 'cuda_rng' in ck: torch.cuda.set_rng_state(ck['cuda_rng'], device)
         if progress and is_main: print(f"resuming from {last} after epoch {start}/{cfg.epochs}")
     net = model if comm is None and amp is None else ForwardVia(model, comm.wrap(model) if comm is not None else None, amp)
     for epoch in range(start, cfg.epochs):
@@ -223,10 +226,14 @@ def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, 
         if comm is not None: sums,n = comm.sum_over_ranks(sums, n)
         history.append({'epoch': epoch+1, 'dbp_weight': w, **_to_float({k: v/n for k,v in sums.items()})})
         if progress and is_main: print(f"epoch {epoch+1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" for k,v in history[-1].items() if k != 'epoch'))
-        rngs = comm.all_gather(torch.get_rng_state()) if comm is not None else None
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
+        rngs = comm.all_gather((torch.get_rng_state(), cuda_rng)) if comm is not None else None
         if last is not None and is_main:
             ck = dict(model=model.state_dict(), opt=opt.state_dict(), epoch=epoch+1, history=history, rng=torch.get_rng_state())
-            if rngs is not None: ck['rngs'] = rngs
+            if cuda_rng is not None: ck['cuda_rng'] = cuda_rng
+            if rngs is not None:
+                ck['rngs'] = [r for r,_ in rngs]
+                if cuda_rng is not None: ck['cuda_rngs'] = [r for _,r in rngs]
             save_atomic(ck, last)
         if callback is not None: callback(epoch+1, history)
     return history
