@@ -20,9 +20,9 @@ from .draw import DRAW, DRAWConfig
 from .dbp import dbp_loss, dbp_weight, gradient_metrics, ESTIMATORS
 
 # %% auto #0
-__all__ = ['MODELS', 'model_config', 'make_model', 'TrainConfig', 'config_hash', 'is_autoencoder', 'step_loss', 'save_atomic',
-           'write_json_atomic', 'load_checkpoint', 'TrainingDiverged', 'fit', 'start_ck', 'evaluate_ae',
-           'default_cache_dir', 'train_cached']
+__all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'model_config', 'make_model', 'TrainConfig', 'config_hash',
+           'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic', 'load_checkpoint',
+           'TrainingDiverged', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder', 'train_cached']
 
 # %% ../nbs/04_train.ipynb #96af3e55
 MODELS = {
@@ -90,6 +90,34 @@ def step_loss(model:nn.Module, # an autoencoder (has `loss_terms`) or a classifi
     terms = dbp_loss(model, x, lambda1, lambda2, estimator, n_proj)
     return terms['loss'], {k: v.detach() for k,v in terms.items() if v is not None and (k != 'dbp' or lambda1 or lambda2)}
 
+# %% ../nbs/04_train.ipynb #95f194e0
+AMP_DTYPES = {'bf16': torch.bfloat16}
+
+def _float32(o):
+    "`o` with every floating tensor in it (in tensors, dataclasses, tuples, lists and dicts) cast to float32"
+    if isinstance(o, torch.Tensor): return o.float() if o.is_floating_point() else o
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.replace(o, **{f.name: _float32(getattr(o, f.name)) for f in dataclasses.fields(o) if f.init})
+    if isinstance(o, (tuple, list)): return type(o)(_float32(v) for v in o)
+    if isinstance(o, dict): return {k: _float32(v) for k,v in o.items()}
+    return o
+
+class ForwardVia:
+    "`model`'s attributes and methods, with calls going through `wrapper` (e.g. `DistributedDataParallel`), under `amp` autocast"
+    def __init__(self, model:nn.Module,                # supplies every attribute but the call: `loss_terms`, `mean`, ...
+                 wrapper:Optional[Callable]=None,      # what a call goes through; default `model`
+                 amp:Optional[str]=None):              # None (float32) or a key of `AMP_DTYPES`: autocast the forward
+        if amp is not None: check_choice(amp, AMP_DTYPES, 'amp')
+        self.model, self.wrapper, self.amp = model, (model if wrapper is None else wrapper), amp
+    def __call__(self, *args, **kwargs):
+        if self.amp is None: return self.wrapper(*args, **kwargs)
+        with torch.autocast(next(self.model.parameters()).device.type, dtype=AMP_DTYPES[self.amp]):
+            out = self.wrapper(*args, **kwargs)
+        return _float32(out)  # loss terms and the DBP norms in float32
+    def __getattr__(self, name):
+        if name in ('model', 'wrapper', 'amp'): raise AttributeError(name)  # not set yet (copy, unpickling)
+        return getattr(self.model, name)
+
 # %% ../nbs/04_train.ipynb #2e5ccb4d
 def _replace_atomic(path:Path, write):
     "Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`"
@@ -116,7 +144,16 @@ def load_checkpoint(path:Path, map_location='cpu')->dict:
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite"
 
+RANK_SEED_STRIDE = 1_000_003  # rank r of a distributed run seeds its noise with seed + r·stride (rank 0 = one process)
+
 def _to_float(d): return {k: float(v) for k,v in d.items()}
+
+def _dist_sampler(ds, world:int, rank:int, seed:int, epoch:int):
+    "Rank `rank`'s share of the epoch-`epoch` permutation seeded by `seed` (`DistributedSampler`)"
+    from torch.utils.data.distributed import DistributedSampler
+    s = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    s.set_epoch(epoch)
+    return s
 
 def fit(model:nn.Module,         # an autoencoder of the package or a classifier
         train_ds,                # data set of `(image, label)` items
@@ -124,44 +161,60 @@ def fit(model:nn.Module,         # an autoencoder of the package or a classifier
         ckpt_dir:Optional[Path]=None, # checkpoints (`last.pt`) go here; resumes from it when present
         device=None,             # see `get_device`
         progress:bool=True,      # tqdm progress bar with the loss terms
-        sampler_fn:Optional[Callable]=None, # epoch -> sampler (distributed training); default: seeded shuffle
+        sampler_fn:Optional[Callable]=None, # epoch -> sampler; default: seeded shuffle (`DistributedSampler` with `comm`)
         is_main:bool=True,       # this process writes checkpoints and shows progress
         loader_kwargs:Optional[dict]=None, # passed to `DataLoader`
         callback:Optional[Callable]=None, # called as `callback(epoch, history)` after each epoch's checkpoint
+        comm=None,               # distributed runs: rank, world size, DDP and collectives (`dbp_ae.distributed.Comm`)
+        amp:Optional[str]=None,  # None: float32; 'bf16': the forward under bfloat16 autocast (`ForwardVia`)
        )->list:
     "Train `model` in place with Adam; returns the history (one dict of mean loss terms per epoch)"
-    with fast_cpu_math(): return _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback)
+    with fast_cpu_math(): return _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback, comm, amp)
 
-def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback):
+def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback, comm, amp):
     check_choice(cfg.estimator, ESTIMATORS, 'estimator')
     dbp_weight(cfg.schedule, 0, max(cfg.epochs, 1))  # validates the schedule name
+    if amp is not None: check_choice(amp, AMP_DTYPES, 'amp')
+    rank,world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
+    if cfg.batch_size % world: raise ValueError(f"batch_size {cfg.batch_size} is the global batch and must divide evenly over "
+                                                f"the {world} processes; use a multiple of {world}")
+    is_main = is_main and rank == 0
     device = get_device(device)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed + RANK_SEED_STRIDE*rank)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history,start = [],0
     last = Path(ckpt_dir)/'last.pt' if ckpt_dir is not None else None
-    if last is not None and last.exists():
-        ck = load_checkpoint(last, device)
+    ck = load_checkpoint(last) if last is not None and rank == 0 and last.exists() else None
+    if comm is not None: ck = comm.broadcast(ck)  # every rank resumes from rank 0's checkpoint
+    if ck is not None:
         model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt'])
         for g in opt.param_groups: g['lr'] = cfg.lr
         history,start = list(ck['history']),int(ck['epoch'])
-        torch.set_rng_state(ck['rng'])
+        rngs, cuda_rngs = ck.get('rngs'), ck.get('cuda_rngs')
+        if rngs is not None and len(rngs) == world: torch.set_rng_state(rngs[rank])
+        elif rank == 0: torch.set_rng_state(ck['rng'])
+        else: torch.manual_seed(cfg.seed + RANK_SEED_STRIDE*rank + start)  # another world size: fresh streams
+        if device.type == 'cuda':  # the GPU's noise stream too, where the checkpoint has it
+            if cuda_rngs is not None and len(cuda_rngs) == world: torch.cuda.set_rng_state(cuda_rngs[rank], device)
+            elif rank == 0 and 'cuda_rng' in ck: torch.cuda.set_rng_state(ck['cuda_rng'], device)
         if progress and is_main: print(f"resuming from {last} after epoch {start}/{cfg.epochs}")
+    net = model if comm is None and amp is None else ForwardVia(model, comm.wrap(model) if comm is not None else None, amp)
     for epoch in range(start, cfg.epochs):
         model.train()
         w = dbp_weight(cfg.schedule, epoch, cfg.epochs) if cfg.dbp else 0.
-        sampler = sampler_fn(epoch) if sampler_fn else None
-        loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed*100_003 + epoch, sampler=sampler, **(loader_kwargs or {}))
+        sampler = sampler_fn(epoch) if sampler_fn else (_dist_sampler(train_ds, world, rank, cfg.seed, epoch) if comm is not None else None)
+        loader = make_loader(train_ds, cfg.batch_size//world, shuffle=True, seed=cfg.seed*100_003 + epoch, sampler=sampler, **(loader_kwargs or {}))
         sums,n = {},0
         bar = tqdm(loader, desc=f"epoch {epoch+1}/{cfg.epochs}", disable=not (progress and is_main), leave=False, mininterval=1)
         for step,(x,y) in enumerate(bar):
             x,y = x.to(device, non_blocking=True),y.to(device, non_blocking=True)
-            loss,terms = step_loss(model, x, y, w*cfg.lambda1, w*cfg.lambda2, cfg.estimator, cfg.n_proj)
-            if not torch.isfinite(loss):
+            loss,terms = step_loss(net, x, y, w*cfg.lambda1, w*cfg.lambda2, cfg.estimator, cfg.n_proj)
+            finite = bool(torch.isfinite(loss)) if comm is None else comm.all_true(torch.isfinite(loss.detach()))
+            if not finite:
                 kept = f"the last good checkpoint {last} (after epoch {start_ck(last)}) is kept" if last is not None and last.exists() else "no checkpoint was written"
                 raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch+1}, step {step} (lambda1={cfg.lambda1}, lambda2={cfg.lambda2}, "
-                                       f"schedule weight {w}, lr={cfg.lr}, estimator={cfg.estimator!r}); {kept}. "
+                                       f"schedule weight {w}, lr={cfg.lr}, estimator={cfg.estimator!r}{f', rank {rank}' if comm is not None else ''}); {kept}. "
                                        "Lower the lambdas or the learning rate, or use schedule='warmup'.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -170,10 +223,18 @@ def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, 
             for k,v in terms.items(): sums[k] = sums.get(k, 0.) + v*len(x)
             n += len(x)
             if step % 20 == 0: bar.set_postfix({k: f"{float(v):.3g}" for k,v in terms.items()})
+        if comm is not None: sums,n = comm.sum_over_ranks(sums, n)
         history.append({'epoch': epoch+1, 'dbp_weight': w, **_to_float({k: v/n for k,v in sums.items()})})
         if progress and is_main: print(f"epoch {epoch+1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4g}" for k,v in history[-1].items() if k != 'epoch'))
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
+        rngs = comm.all_gather((torch.get_rng_state(), cuda_rng)) if comm is not None else None
         if last is not None and is_main:
-            save_atomic(dict(model=model.state_dict(), opt=opt.state_dict(), epoch=epoch+1, history=history, rng=torch.get_rng_state()), last)
+            ck = dict(model=model.state_dict(), opt=opt.state_dict(), epoch=epoch+1, history=history, rng=torch.get_rng_state())
+            if cuda_rng is not None: ck['cuda_rng'] = cuda_rng
+            if rngs is not None:
+                ck['rngs'] = [r for r,_ in rngs]
+                if cuda_rng is not None: ck['cuda_rngs'] = [r for _,r in rngs]
+            save_atomic(ck, last)
         if callback is not None: callback(epoch+1, history)
     return history
 
@@ -228,6 +289,20 @@ def default_cache_dir()->Path:
     "Where trained models are kept: `$DBP_AE_CACHE`, else `~/.cache/dbp_ae/models`"
     return Path(os.environ.get('DBP_AE_CACHE') or Path.home()/'.cache'/'dbp_ae'/'models').expanduser()
 
+def cache_folder(model_name:str,     # one of `MODELS`
+                 dataset:str,        # a name of `dbp_ae.data.DATASETS`
+                 cfg:TrainConfig,    # the training run
+                 model_cfg:Optional[dict]=None, # overrides of the model's config
+                 n_train:Optional[int]=None,    # the first `n_train` training images only
+                 cache_dir:Optional[Path]=None, # default `default_cache_dir()`
+                 amp:Optional[str]=None,        # autocast of the forward ('bf16'); None = float32
+                )->tuple:
+    "`(folder, key)`: the cache folder of a training run and the config that names it"
+    model_cfg = model_config(model_name, **(model_cfg or {}))
+    key = dict(model=model_name, model_cfg=model_cfg, dataset=dataset, n_train=n_train, train=asdict(cfg))
+    if amp is not None: key['amp'] = check_choice(amp, AMP_DTYPES, 'amp')
+    return Path(cache_dir or default_cache_dir())/f"{model_name}-{dataset}-{config_hash(key)}", key
+
 def train_cached(model_name:str,     # one of `MODELS`
                  dataset:str,        # a name of `dbp_ae.data.DATASETS`
                  cfg:TrainConfig,    # the training run
@@ -238,26 +313,35 @@ def train_cached(model_name:str,     # one of `MODELS`
                  progress:bool=True,
                  train_ds=None,      # a data set to use instead of loading `dataset` (must be that data set)
                  n_train:Optional[int]=None, # train on the first `n_train` images only (smoke runs)
+                 folder:Optional[Path]=None, # keep the run here instead of in the cache
+                 comm=None,          # distributed runs (see `fit`)
+                 amp:Optional[str]=None, # see `fit`
+                 loader_kwargs:Optional[dict]=None, # see `fit`
                 )->tuple:
     "`(model, history, folder)`: the trained model from the cache, trained now if absent"
-    model_cfg = model_config(model_name, **(model_cfg or {}))
-    key = dict(model=model_name, model_cfg=model_cfg, dataset=dataset, n_train=n_train, train=asdict(cfg))
-    folder = Path(cache_dir or default_cache_dir())/f"{model_name}-{dataset}-{config_hash(key)}"
+    cached, key = cache_folder(model_name, dataset, cfg, model_cfg, n_train, cache_dir, amp)
+    model_cfg, folder = key['model_cfg'], Path(folder) if folder is not None else cached
+    main = comm is None or comm.rank == 0
+    if main and (folder/'config.json').exists() and json.loads((folder/'config.json').read_text()) != json.loads(json.dumps(key, default=str)):
+        raise ValueError(f"{folder} holds another training run (its config.json differs from this one); choose another folder")
     done = folder/'model.pt'
-    if done.exists():
+    got = (load_checkpoint(done)['model'], json.loads((folder/'history.json').read_text())) if main and done.exists() else None
+    if comm is not None: got = comm.broadcast(got)  # rank 0's answer: the folder need not be shared
+    if got is not None:
         model = make_model(model_name, **model_cfg)
-        model.load_state_dict(load_checkpoint(done)['model'])
-        history = json.loads((folder/'history.json').read_text())
-        if progress: print(f"cached: {model_name} on {dataset} ({'DBP' if cfg.dbp else 'plain'}) from {folder}")
-        return model.to(get_device(device)), history, folder
-    write_json_atomic(key, folder/'config.json')
+        model.load_state_dict(got[0])
+        if progress and main: print(f"cached: {model_name} on {dataset} ({'DBP' if cfg.dbp else 'plain'}) from {folder}")
+        return model.to(get_device(device)), got[1], folder
+    if main: write_json_atomic(key, folder/'config.json')
     ds = train_ds if train_ds is not None else load_dataset(dataset, 'train', root=data_dir)
     if n_train is not None: ds = type(ds)(ds.images[:n_train], ds.labels[:n_train], ds.name, ds.classes)
     torch.manual_seed(cfg.seed)
     model = make_model(model_name, **model_cfg)
     t0 = time.time()
-    history = fit(model, ds, cfg, ckpt_dir=folder, device=device, progress=progress)
-    write_json_atomic(history, folder/'history.json')
-    save_atomic(dict(model={k: v.cpu() for k,v in model.state_dict().items()}, config=json.dumps(key), seconds=time.time()-t0), done)
-    (folder/'last.pt').unlink(missing_ok=True)
+    history = fit(model, ds, cfg, ckpt_dir=folder, device=device, progress=progress, comm=comm, amp=amp, loader_kwargs=loader_kwargs)
+    if main:
+        write_json_atomic(history, folder/'history.json')
+        save_atomic(dict(model={k: v.cpu() for k,v in model.state_dict().items()}, config=json.dumps(key), seconds=time.time()-t0,
+                         world_size=comm.world_size if comm is not None else 1), done)
+        (folder/'last.pt').unlink(missing_ok=True)
     return model, history, folder
