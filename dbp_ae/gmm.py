@@ -18,7 +18,7 @@ from .data import make_loader, get_device, check_choice, fast_cpu_math
 
 # %% auto #0
 __all__ = ['COVARIANCE_TYPES', 'STEP_NORMS', 'codes_of', 'encode_dataset', 'fit_class_gmms', 'GMMClassifier', 'predict_dataset',
-           'accuracy', 'confusion_matrix', 'Transition', 'transition']
+           'accuracy', 'confusion_matrix', 'gmm_classifier', 'Transition', 'transition']
 
 # %% ../nbs/07_gmm.ipynb #acb3dbd9
 def codes_of(model:nn.Module, # an autoencoder of the package (has `encode`)
@@ -155,6 +155,19 @@ def confusion_matrix(clf:GMMClassifier, ds, batch_size:int=256, device=None)->np
     "Counts (C, C) of true class (rows) against predicted class (columns), in `clf.classes` order"
     p,y = predict_dataset(clf, ds, batch_size, device)
     return skm.confusion_matrix(y, p, labels=clf.classes.cpu().numpy())
+
+# %% ../nbs/07_gmm.ipynb #a5039e36
+def gmm_classifier(model:nn.Module,      # a trained autoencoder of the package
+                   train_ds,             # data set of `(image, label)` items the mixtures are fitted on
+                   n_components:int=10,  # K components per class
+                   covariance_type:str='full', # one of `COVARIANCE_TYPES`
+                   seed:int=0,           # seeds EM
+                   device=None,          # see `get_device`
+                   **kwargs,             # more arguments of `fit_class_gmms` (reg_covar, max_iter, n_init)
+                  )->GMMClassifier:
+    "Encode `train_ds` with `model`, fit one mixture per class (`fit_class_gmms`) and return the `GMMClassifier`"
+    codes,labels = encode_dataset(model, train_ds, device=device)
+    return GMMClassifier(model, fit_class_gmms(codes, labels, n_components, covariance_type, seed, **kwargs))
 
 # %% ../nbs/07_gmm.ipynb #0ff5f1ef
 @dataclass

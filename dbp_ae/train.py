@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .data import make_loader, seed_everything, get_device, check_choice, load_dataset, fast_cpu_math
 from .vae import MLPVAE, MLPVAEConfig, ConvVAE, ConvVAEConfig
 from .draw import DRAW, DRAWConfig
+from .classifiers import MLP, MLPConfig, LeNet, LeNetConfig, CvNet, CvNetConfig
 from .dbp import dbp_loss, dbp_weight, gradient_metrics, ESTIMATORS
 
 # %% auto #0
@@ -31,6 +32,9 @@ MODELS = {
     'conv-vae':  (ConvVAE, ConvVAEConfig, {}),
     'draw':      (DRAW, DRAWConfig, dict(attention=False)),
     'draw-attn': (DRAW, DRAWConfig, dict(attention=True)),
+    'mlp':       (MLP, MLPConfig, {}),      # classifiers (dbp_ae.classifiers): trained with cross entropy
+    'lenet':     (LeNet, LeNetConfig, {}),
+    'cvnet':     (CvNet, CvNetConfig, {}),
 }
 
 def model_config(name:str, # one of `MODELS`
