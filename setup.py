@@ -34,7 +34,11 @@ setuptools.setup(
     author=cfg["author"],
     author_email=cfg["author_email"],
     keywords=cfg["keywords"],
-    packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
+    # the pipeline notebooks (nbs/pipelines) ship inside the package as dbp_ae/pipelines, so that `dbp-ae reproduce`
+    # finds them in a non-editable install too (dbp_ae.reproduce.pipelines_dir)
+    packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]) + [cfg["lib_name"] + ".pipelines"],
+    package_dir={cfg["lib_name"] + ".pipelines": "nbs/pipelines"},
+    package_data={cfg["lib_name"] + ".pipelines": ["*.ipynb"]},
     include_package_data=True,
     install_requires=requirements,
     extras_require={"dev": dev_requirements},

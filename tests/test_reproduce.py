@@ -1,0 +1,114 @@
+"""`dbp-ae reproduce`: the smoke profile on real pipelines, resume after SIGKILL, bad names, missing data."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dbp_ae.cli import main
+
+
+def cmd(*args):
+    exe = shutil.which("dbp-ae")
+    return [exe, *args] if exe else [sys.executable, "-c", "import sys; from dbp_ae.cli import main; sys.exit(main())", *args]
+
+
+def run(*args, timeout=300):
+    return subprocess.run(cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def run_here(capsys, *args):
+    "`dbp-ae` in this process (no interpreter start-up): (exit status, stdout, stderr)"
+    code = main(list(args))
+    o = capsys.readouterr()
+    return code, o.out, o.err
+
+
+def wait_for(cond, proc, timeout, what):
+    t0 = time.time()
+    while not cond():
+        if proc.poll() is not None:
+            pytest.fail(f"dbp-ae reproduce exited ({proc.returncode}) before {what}:\n{proc.stdout.read()}")
+        if time.time() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_smoke_killed_then_resumed(tmp_path, capsys):
+    "A smoke run killed (SIGKILL) inside its second pipeline finishes on the next run without retraining anything"
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["reproduce", "--profile", "smoke", "--only", "table1,fig2", "--out", str(out), "--cache-dir", str(cache), "--quiet",
+            "--set", "01_reconstruction.models=vae"]   # Table 1 of the VAE only: the DRAW models would only make the test slower
+    folder = out / "smoke" / "mnist-sample"
+    stamp1, stamp2 = folder / ".stamps" / "01_reconstruction.json", folder / ".stamps" / "02_vae_gradients.json"
+    executed2 = out / "runs" / "02_vae_gradients-mnist-sample-smoke.ipynb"
+    proc = subprocess.Popen(cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    wait_for(stamp1.exists, proc, 240, "01_reconstruction was rendered")
+    wait_for(executed2.exists, proc, 60, "02_vae_gradients started")
+    os.killpg(proc.pid, signal.SIGKILL)          # the driver and its kernel: a hard kill in the middle of 02
+    proc.wait()
+    assert not stamp2.exists(), "02_vae_gradients finished before the kill; the test did not interrupt it"
+    trained = {p: p.stat().st_mtime_ns for p in cache.glob("*/model.pt")}
+    assert len(trained) == 2, trained              # 01 trained the VAE plain and with DBP
+    first = json.loads(stamp1.read_text())
+    assert first["params"]["smoke"] is True and first["params"]["models"] == "vae" and len(first["models_trained"]) == 2
+
+    r = run(*args)                                 # the same command again
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "01_reconstruction[mnist-sample] (table1, fig4)" in r.stdout
+    assert "already rendered with the same settings" in r.stdout and "running 02_vae_gradients.ipynb" in r.stdout
+    assert "done in" in r.stdout and "(0 model(s) trained, the others from the cache)" in r.stdout, r.stdout
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*/model.pt")} == trained   # nothing retrained
+    assert json.loads(stamp1.read_text()) == first                                   # 01 not rerun
+    second = json.loads(stamp2.read_text())
+    assert second["models_trained"] == [] and second["params"]["cache_dir"] == str(cache.resolve())
+    for f in ("table1.md", "table1_metrics.json", "fig4.png", "fig2.png", "fig2_metrics.json"):
+        assert (folder / f).stat().st_size > 0, f
+    rep = (out / "REPORT.md").read_text()
+    assert rep.startswith("# Reproduction report (smoke profile)") and "Smoke run" in rep
+    assert "| table1 | mnist-sample | rendered |" in rep and "| fig2 | mnist-sample | rendered |" in rep
+    assert "| fig3 | mnist-sample | not rendered |" in rep and "03_gmm_transition: not asked for in this run" in rep
+    assert "![fig4.png](smoke/mnist-sample/fig4.png)" in rep and "![fig2.png](smoke/mnist-sample/fig2.png)" in rep
+    assert "Table 1: DBP cuts the gradient magnitude" in rep and "131.874" in rep
+
+    code, o, _ = run_here(capsys, *args)           # everything rendered: skipped, exit 0
+    assert code == 0 and o.count("already rendered with the same settings") == 2, o
+    code, o, _ = run_here(capsys, *args, "--only", "fig2")   # a run asking for less: the report keeps what was rendered before
+    assert code == 0 and "01_reconstruction" not in o and "| table1 | mnist-sample | rendered |" in (out / "REPORT.md").read_text()
+
+
+def test_unknown_names_fail_with_the_valid_ones(tmp_path, capsys):
+    r = run("reproduce", "--only", "nonsense,fig2", "--out", str(tmp_path))     # the console script, as a user runs it
+    assert r.returncode == 2
+    assert "unknown name 'nonsense' in --only; valid: fig1, fig2, fig3, fig4, fig5, fig6, table1, table2, table3, table4, 01_reconstruction" in r.stderr
+    code, _, err = run_here(capsys, "reproduce", "--datasets", "cifar10", "--out", str(tmp_path))
+    assert code == 2 and "valid: celeba, mnist, mnist-sample, svhn" in err
+    code, _, err = run_here(capsys, "reproduce", "--set", "nonsense.epochs=3", "--out", str(tmp_path))
+    assert code == 2 and "unknown pipeline 'nonsense'; valid: 01_reconstruction" in err
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--profile", "fast"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "invalid choice: 'fast'" in err and all(p in err for p in ("smoke", "quick", "paper"))
+    assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_missing_data_is_skipped_with_the_fix(tmp_path, capsys):
+    "The paper profile on a data root without MNIST and CelebA: both skipped with the reason, REPORT.md says so, exit 1"
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    code, o, _ = run_here(capsys, "reproduce", "--profile", "paper", "--only", "table1", "--data-dir", str(empty), "--out", str(tmp_path / "out"))
+    assert code == 1, o
+    assert "SKIPPED (data missing): mnist: missing train-images-idx3-ubyte" in o
+    assert f"in {empty.resolve()}/MNIST/raw. Fix: put the files there" in o and "--data-dir" in o
+    assert "SKIPPED (data missing): celeba: missing img_align_celeba, list_eval_partition.txt" in o
+    assert "0 of 2 task(s) rendered" in o
+    rep = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "| table1 | mnist | not rendered |" in rep and "| table1 | celeba | not rendered |" in rep
+    assert "Not rendered: 01_reconstruction: mnist: missing" in rep
+    assert "| fig3 | mnist | not rendered |" in rep and "03_gmm_transition: mnist: missing" in rep   # the tasks not asked for: why
