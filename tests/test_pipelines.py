@@ -89,7 +89,7 @@ def test_vae_attack_smoke(tmp_path):
             check_auddc(r, 2, 5)
     assert set(m["strength_check"]) == {"plain/output", "plain/latent"}
     for e in m["strength_check"].values():
-        assert finite(e["max_drop"]) and e["too_weak"] == (e["max_drop"] > 0.02)
+        assert finite(e["max_drop"]) and e["too_weak"] == (e["max_drop"] > 0.02) and e["pairs"] == 2
     assert isinstance(m["attack_too_weak"], bool)
     md = (out / "table2_vae.md").read_text()
     assert "vae (no DBP)" in md and "vae (DBP)" in md and "±" in md
@@ -143,3 +143,11 @@ def test_attack_pipelines_reject_unknown_options(tmp_path):
         run("05_draw_attack.ipynb", tmp_path, dataset="mnist-sample", variants="draw-attn;gan:T=2")
     with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'sgd'; valid: adam, lbfgsb"):
         run("04_vae_attack.ipynb", tmp_path, dataset="mnist-sample", optimizer="sgd")
+    with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'lbfgs'; valid: adam, lbfgsb"):
+        run("02_vae_gradients.ipynb", tmp_path, dataset="mnist-sample", optimizer="lbfgs")  # one name everywhere
+
+
+@pytest.mark.parametrize("name", ["01_reconstruction.ipynb", "02_vae_gradients.ipynb", "04_vae_attack.ipynb", "05_draw_attack.ipynb"])
+def test_pipelines_reject_bad_threads(tmp_path, name):
+    with pytest.raises(pm.PapermillExecutionError, match="threads must be an integer >= 1 or None, got 0"):
+        run(name, tmp_path, dataset="mnist-sample", threads=0)
