@@ -93,6 +93,11 @@ def test_vae_attack_smoke(tmp_path):
     assert isinstance(m["attack_too_weak"], bool)
     md = (out / "table2_vae.md").read_text()
     assert "vae (no DBP)" in md and "vae (DBP)" in md and "±" in md
+    for kind, c in m["claim"].items():               # the paper's claim, stated per row from the per-pair numbers
+        a = m["auddc"][kind]
+        assert c["raised"] == (a["dbp"]["mean"] > a["plain"]["mean"])
+        assert math.isclose(c["paired_diff"], sum(d - p for d, p in zip(a["dbp"]["auddc"], a["plain"]["auddc"])) / 2, abs_tol=1e-9)
+        assert f"{kind} attack: DBP {'raises' if c['raised'] else 'does NOT raise'}" in md
 
 
 def test_draw_attack_smoke(tmp_path):
@@ -116,6 +121,12 @@ def test_draw_attack_smoke(tmp_path):
     assert (labels[o], labels[t]) == (1, 0)      # Fig. 1: a "1" attacked towards a "0"
     assert m["fig1"]["variant"] == "draw-attn" and set(m["fig1"]) >= {"plain", "dbp"}
     assert len((out / "table2_draw.csv").read_text().splitlines()) == 1 + 2 * 2 * 2
+    assert set(m["claim"]) == set(m["variants"]) and all(set(c) == {"output", "latent"} for c in m["claim"].values())
+    md = (out / "table2_draw.md").read_text()
+    for label, v in m["variants"].items():
+        for kind, c in m["claim"][label].items():
+            assert c["raised"] == (v["auddc"][kind]["dbp"]["mean"] > v["auddc"][kind]["plain"]["mean"])
+            assert f"{label}, {kind} attack: DBP {'raises' if c['raised'] else 'does NOT raise'}" in md
 
 
 def test_draw_attack_celeba_smoke(tmp_path, data_dir):
