@@ -13,6 +13,8 @@ import torch
 from torch import nn, Tensor
 from scipy.optimize import minimize, Bounds
 
+from .data import check_choice, fast_cpu_math
+
 # %% auto #0
 __all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'default_c_grid', 'kl_diag_gaussians', 'frozen', 'seeded', 'attack_target',
            'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'lbfgsb_rows', 'restart_inits', 'AttackResult',
@@ -63,10 +65,9 @@ def seeded(seed:int,   # seed of torch's global generator inside the block
 
 # %% ../nbs/05_attacks.ipynb #40373ca3
 ATTACK_KINDS = ('output', 'latent')
-OPTIMIZERS = ('adam', 'lbfgs')
+OPTIMIZERS = ('adam', 'lbfgsb')   # Adam; scipy's L-BFGS-B (box bounds)
 
-def _check(value, choices, what):
-    if value not in choices: raise ValueError(f"unknown {what} {value!r}; choose one of {choices}")
+def _check(value, choices, what): check_choice(value, choices, what)
 
 def attack_target(model:nn.Module, # the autoencoder
                   x_t:Tensor,      # target images (B, C, H, W) in [0, 1]
@@ -211,7 +212,7 @@ class AttackResult:
     x_o: Tensor        # (P, C, H, W) originals
     x_t: Tensor        # (P, C, H, W) targets
     kind: str          # 'output' or 'latent'
-    optimizer: str     # 'adam' or 'lbfgs'
+    optimizer: str     # 'adam' or 'lbfgsb'
 
     @property
     def d(self) -> Tensor:
@@ -231,7 +232,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
            x_t:Tensor,               # targets (P, C, H, W) in [0, 1], one per original
            kind:str,                 # 'output' or 'latent'
            cs=None,                  # the K values of C; None: `default_c_grid()` (51 values)
-           optimizer:str='adam',     # 'adam' (Gondim's default) or 'lbfgs' (scipy's L-BFGS-B)
+           optimizer:str='adam',     # 'adam' (Gondim's default) or 'lbfgsb' (scipy's L-BFGS-B)
            iterations:int=3000,      # Adam steps / L-BFGS-B iterations (Gondim: 3000)
            lr:float=1e-3,            # Adam learning rate (Gondim: 1e-3)
            restarts:int=0,           # extra random starts per (pair, C) (ours; Gondim: 0)
@@ -257,7 +258,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
     i_s = torch.arange(S, device=dev).repeat(P*K)
     B = P*K*S
     chunk = B if chunk_size is None else int(chunk_size)
-    with frozen(model), seeded(seed, dev), torch.enable_grad():
+    with frozen(model), seeded(seed, dev), torch.enable_grad(), fast_cpu_math():
         target = attack_target(model, x_t, kind)
         x0 = restart_inits(x_o, x_t, restarts, init_scale, seed)[ip, i_s]
         c = cs.to(dev, x_o.dtype)[ik]
@@ -288,7 +289,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
 class TargetedAttack:
     "Hyper-parameters of a targeted attack on autoencoders (Gondim-Ribeiro et al.'s defaults); call it on `(model, x_o, x_t)`"
     cs: Optional[Sequence[float]] = None # C values; None: `default_c_grid()`, 0 and 50 log-spaced in 2^-20..2^20 (Gondim)
-    optimizer: str = 'adam'     # 'adam' (Gondim's default) or 'lbfgs' (L-BFGS-B, Gondim's alternative)
+    optimizer: str = 'adam'     # 'adam' (Gondim's default) or 'lbfgsb' (L-BFGS-B, Gondim's alternative)
     iterations: int = 3000      # Adam steps / L-BFGS-B iterations (Gondim: 3000)
     lr: float = 1e-3            # Adam learning rate (Gondim: 1e-3)
     restarts: int = 0           # extra random starts per (pair, C) (ours; Gondim: none)

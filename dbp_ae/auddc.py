@@ -11,6 +11,7 @@ import torch
 from torch import nn, Tensor
 
 from .attacks import AttackResult, frozen, seeded, model_device
+from .data import fast_cpu_math
 
 # %% auto #0
 __all__ = ['dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'recon_dist', 'distortion_points', 'attack_auddc',
@@ -97,7 +98,7 @@ def distortion_points(model:nn.Module,     # the attacked autoencoder
     P, K = result.x_adv.shape[:2]
     dev = model_device(model, result.x_adv)
     x_o, x_t, x_adv = (v.detach().to(dev) for v in (result.x_o, result.x_t, result.x_adv))
-    with frozen(model), seeded(seed, dev), torch.no_grad():
+    with frozen(model), seeded(seed, dev), torch.no_grad(), fast_cpu_math():
         d_adv = recon_dist(model, x_adv.flatten(0, 1), x_t.repeat_interleave(K, 0), n_samples, chunk_size).view(P, K)
         d_o = recon_dist(model, x_o, x_t, n_samples, chunk_size)
         d_t = recon_dist(model, x_t, x_t, n_samples, chunk_size)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, DataLoader, BatchSampler, RandomSampler, S
 # %% auto #0
 __all__ = ['MNIST_FILES', 'SVHN_FILES', 'CELEBA_SPLITS', 'DATASETS', 'ImageTensorDataset', 'data_root', 'CorruptFileError',
            'check_choice', 'load_dataset', 'seed_everything', 'collate_batch', 'make_loader', 'get_device',
-           'fast_cpu_math', 'show_samples', 'data_summary']
+           'fast_cpu_math', 'set_threads', 'show_samples', 'data_summary']
 
 # %% ../nbs/00_data.ipynb #06217523
 class ImageTensorDataset(Dataset):
@@ -230,6 +230,17 @@ def fast_cpu_math():
     _FLUSH[0] = torch.set_flush_denormal(True)
     try: yield
     finally: _FLUSH[0] = old; torch.set_flush_denormal(old)
+
+# %% ../nbs/00_data.ipynb #4e18a8ab
+def set_threads(threads:Optional[int]=None, # torch's CPU threads, an integer >= 1; None: leave the current setting
+               )->int:
+    "Set torch's number of CPU threads to `threads` (None leaves it as it is); returns the number in force"
+    if threads is not None:
+        try: ok = not isinstance(threads, bool) and int(threads) == threads and threads >= 1
+        except (TypeError, ValueError): ok = False
+        if not ok: raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
 
 # %% ../nbs/00_data.ipynb #6610752d
 def show_samples(ds:Dataset, # a data set of `(image, label)` items

@@ -89,10 +89,15 @@ def test_vae_attack_smoke(tmp_path):
             check_auddc(r, 2, 5)
     assert set(m["strength_check"]) == {"plain/output", "plain/latent"}
     for e in m["strength_check"].values():
-        assert finite(e["max_drop"]) and e["too_weak"] == (e["max_drop"] > 0.02)
+        assert finite(e["max_drop"]) and e["too_weak"] == (e["max_drop"] > 0.02) and e["pairs"] == 2
     assert isinstance(m["attack_too_weak"], bool)
     md = (out / "table2_vae.md").read_text()
     assert "vae (no DBP)" in md and "vae (DBP)" in md and "±" in md
+    for kind, c in m["claim"].items():               # the paper's claim, stated per row from the per-pair numbers
+        a = m["auddc"][kind]
+        assert c["raised"] == (a["dbp"]["mean"] > a["plain"]["mean"])
+        assert math.isclose(c["paired_diff"], sum(d - p for d, p in zip(a["dbp"]["auddc"], a["plain"]["auddc"])) / 2, abs_tol=1e-9)
+        assert f"{kind} attack: DBP {'raises' if c['raised'] else 'does NOT raise'}" in md
 
 
 def test_draw_attack_smoke(tmp_path):
@@ -116,6 +121,12 @@ def test_draw_attack_smoke(tmp_path):
     assert (labels[o], labels[t]) == (1, 0)      # Fig. 1: a "1" attacked towards a "0"
     assert m["fig1"]["variant"] == "draw-attn" and set(m["fig1"]) >= {"plain", "dbp"}
     assert len((out / "table2_draw.csv").read_text().splitlines()) == 1 + 2 * 2 * 2
+    assert set(m["claim"]) == set(m["variants"]) and all(set(c) == {"output", "latent"} for c in m["claim"].values())
+    md = (out / "table2_draw.md").read_text()
+    for label, v in m["variants"].items():
+        for kind, c in m["claim"][label].items():
+            assert c["raised"] == (v["auddc"][kind]["dbp"]["mean"] > v["auddc"][kind]["plain"]["mean"])
+            assert f"{label}, {kind} attack: DBP {'raises' if c['raised'] else 'does NOT raise'}" in md
 
 
 def test_draw_attack_celeba_smoke(tmp_path, data_dir):
@@ -143,3 +154,11 @@ def test_attack_pipelines_reject_unknown_options(tmp_path):
         run("05_draw_attack.ipynb", tmp_path, dataset="mnist-sample", variants="draw-attn;gan:T=2")
     with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'sgd'; valid: adam, lbfgsb"):
         run("04_vae_attack.ipynb", tmp_path, dataset="mnist-sample", optimizer="sgd")
+    with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'lbfgs'; valid: adam, lbfgsb"):
+        run("02_vae_gradients.ipynb", tmp_path, dataset="mnist-sample", optimizer="lbfgs")  # one name everywhere
+
+
+@pytest.mark.parametrize("name", ["01_reconstruction.ipynb", "02_vae_gradients.ipynb", "04_vae_attack.ipynb", "05_draw_attack.ipynb"])
+def test_pipelines_reject_bad_threads(tmp_path, name):
+    with pytest.raises(pm.PapermillExecutionError, match="threads must be an integer >= 1 or None, got 0"):
+        run(name, tmp_path, dataset="mnist-sample", threads=0)
