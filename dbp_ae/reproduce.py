@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import dbp_ae
-from .data import data_root, MNIST_FILES, SVHN_FILES
+from .data import data_root, MNIST_FILES, SVHN_FILES, DATASETS
 
 # %% auto #0
 __all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'PROFILES', 'PATH_PARAMS', 'PAPER', 'ITEM_TITLES', 'ITEM_FILES',
@@ -623,12 +623,27 @@ def write_report(out:Path,       # the output folder of the run
           "the attacked DBP model's output distortion is higher; Fig. 3 when p(target) ends >= 0.5.", "",
           "## Summary", "", "| item | data set | status | wall time (pipeline) | verdicts |", "| --- | --- | --- | --- | --- |"]
     body, tally = [], {}
+    other_dirs = sorted(d for d in out.iterdir() if d.is_dir() and d.name in DATASETS) if out.exists() else []
     for item, pipes in ITEMS.items():
         body += [f"## {ITEM_TITLES[item]}", "", PAPER_NOTES[item], ""]
         ts = [t for p in pipes for t in by_pipe.get(p, [])]
+        others = [d for d in other_dirs if d.name not in {t.dataset for t in ts} and any((d/f).exists() for f in ITEM_FILES[item])]
+        for d in others:   # rendered in `out` by running the pipeline notebooks directly: judged by the same rules
+            claims = item_claims(item, d, d.name)
+            body += [f"### {d.name} (`{d.name}/`, rendered outside `dbp-ae reproduce`: the settings stand in each table's first line)", ""]
+            for cl, v, e in claims:
+                body.append(f"- **{v}** — {cl}: {e}")
+                tally[v] = tally.get(v, 0) + 1
+            if claims: body.append("")
+            for f in ITEM_FILES[item]:
+                if not (d/f).exists(): continue
+                body += [f"![{f}]({d.name}/{f})", ""] if f.endswith('.png') else [(d/f).read_text().strip(), ""]
+            L.append(f"| {item} | {d.name} | rendered outside this run | - | {', '.join(v for _, v, _ in claims) or '-'} |")
         if not ts:
-            body += [f"Not rendered: not asked for in this run (`dbp-ae reproduce --profile {profile} --only {item}` renders it).", ""]
-            L.append(f"| {item} | - | not rendered: not asked for | - | - |"); continue
+            if not others:
+                body += [f"Not rendered: not asked for in this run (`dbp-ae reproduce --profile {profile} --only {item}` renders it).", ""]
+                L.append(f"| {item} | - | not rendered: not asked for | - | - |")
+            continue
         for ds in dict.fromkeys(t.dataset for t in ts):
             dts = [t for t in ts if t.dataset == ds]
             done = [t for t in dts if stamps[t.name]]
