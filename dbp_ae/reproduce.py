@@ -593,6 +593,18 @@ def item_claims(item:str, folder:Path, dataset:str)->list:
     return []
 
 # %% ../nbs/08a_reproduce.ipynb #94406577
+def _item_body(item, folder:Path, dataset:str, rel, body:list, tally:dict)->list:
+    "Append `item`'s claim lines (counted in `tally`) and its files in `folder` (images linked as `rel/…`) to `body`; the claims"
+    claims = item_claims(item, folder, dataset)
+    for c, v, e in claims:
+        body.append(f"- **{v}** — {c}: {e}")
+        tally[v] = tally.get(v, 0) + 1
+    if claims: body.append("")
+    for f in ITEM_FILES[item]:
+        if not (folder/f).exists(): continue
+        body += [f"![{f}]({rel}/{f})", ""] if f.endswith('.png') else [(folder/f).read_text().strip(), ""]
+    return claims
+
 def write_report(out:Path,       # the output folder of the run
                  profile:str,    # the profile run
                  tasks:list,     # every task of the profile (`plan`), run now or not
@@ -629,15 +641,8 @@ def write_report(out:Path,       # the output folder of the run
         ts = [t for p in pipes for t in by_pipe.get(p, [])]
         others = [d for d in other_dirs if d.name not in {t.dataset for t in ts} and any((d/f).exists() for f in ITEM_FILES[item])]
         for d in others:   # rendered in `out` by running the pipeline notebooks directly: judged by the same rules
-            claims = item_claims(item, d, d.name)
             body += [f"### {d.name} (`{d.name}/`, rendered outside `dbp-ae reproduce`: the settings stand in each table's first line)", ""]
-            for cl, v, e in claims:
-                body.append(f"- **{v}** — {cl}: {e}")
-                tally[v] = tally.get(v, 0) + 1
-            if claims: body.append("")
-            for f in ITEM_FILES[item]:
-                if not (d/f).exists(): continue
-                body += [f"![{f}]({d.name}/{f})", ""] if f.endswith('.png') else [(d/f).read_text().strip(), ""]
+            claims = _item_body(item, d, d.name, d.name, body, tally)
             L.append(f"| {item} | {d.name} | rendered outside this run | - | {', '.join(v for _, v, _ in claims) or '-'} |")
         if not ts:
             if not others:
@@ -657,15 +662,7 @@ def write_report(out:Path,       # the output folder of the run
                 body += [f"Not rendered: {'; '.join(why)}", ""]
                 L.append(f"| {item} | {ds} | not rendered | - | - |"); continue
             if why: body += [f"Partly rendered; missing: {'; '.join(why)}", ""]
-            claims = item_claims(item, folder, ds)
-            for c, v, e in claims:
-                body.append(f"- **{v}** — {c}: {e}")
-                tally[v] = tally.get(v, 0) + 1
-            if claims: body.append("")
-            for f in ITEM_FILES[item]:
-                if not (folder/f).exists(): continue
-                if f.endswith('.png'): body += [f"![{f}]({rel}/{f})", ""]
-                else: body += [(folder/f).read_text().strip(), ""]
+            claims = _item_body(item, folder, ds, rel, body, tally)
             for t in done:
                 s = stamps[t.name]
                 body.append(f"*{t.pipeline}: {fmt_s(s['seconds'])} ({fmt_s(s.get('cpu_seconds', float('nan')))} CPU) on {s['device']}, finished {s['finished']}, "

@@ -1,22 +1,13 @@
 """The GMM and classifier-robustness pipelines (03, 06) run through papermill in smoke mode and write their outputs."""
 import json
 import math
-from pathlib import Path
 
 import papermill as pm
 import pytest
 
 from dbp_ae.data import load_dataset
 
-PIPES = Path(__file__).resolve().parents[1] / "nbs" / "pipelines"
-
-
-def run(name, tmp_path, **params):
-    out = tmp_path / "out"
-    params = dict(smoke=True, seed=0, out_dir=str(out), cache_dir=str(tmp_path / "cache"), **params)
-    pm.execute_notebook(str(PIPES / name), str(tmp_path / f"executed-{name}"), parameters=params,
-                        cwd=str(PIPES), progress_bar=False, kernel_name="python3")
-    return out / "smoke" / params.get("dataset", "mnist-sample")
+from pipeline_runner import PIPES, run  # noqa: F401  (tests/ is on sys.path under pytest)
 
 
 def prob(v):
