@@ -7,7 +7,7 @@ import pytest
 
 from dbp_ae.data import load_dataset
 
-from pipeline_runner import PIPES, run  # noqa: F401  (tests/ is on sys.path under pytest)
+from pipeline_runner import run  # tests/ is on sys.path under pytest
 
 
 def test_reconstruction_smoke(tmp_path):

@@ -1,13 +1,12 @@
 """The GMM and classifier-robustness pipelines (03, 06) run through papermill in smoke mode and write their outputs."""
 import json
-import math
 
 import papermill as pm
 import pytest
 
 from dbp_ae.data import load_dataset
 
-from pipeline_runner import PIPES, run  # noqa: F401  (tests/ is on sys.path under pytest)
+from pipeline_runner import run  # tests/ is on sys.path under pytest
 
 
 def prob(v):

@@ -1,12 +1,10 @@
 """The training engine as a user meets it: killed runs resume, diverging runs stop clearly."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
