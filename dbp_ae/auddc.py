@@ -14,8 +14,8 @@ from .attacks import AttackResult, frozen, seeded, model_device
 from .data import fast_cpu_math
 
 # %% auto #0
-__all__ = ['dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'recon_dist', 'distortion_points', 'attack_auddc',
-           'plot_dd_curves']
+__all__ = ['dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim', 'claim_line', 'recon_dist',
+           'distortion_points', 'attack_auddc', 'plot_dd_curves']
 
 # %% ../nbs/06_auddc.ipynb #57949384
 def dd_points(d_norm,      # ‖d‖ of every attack, (..., K)
@@ -71,6 +71,23 @@ def auddc_stats(values,      # AUDDC of every pair, (P,)
     mean = float(ok.mean()) if n else float('nan')
     std = float(ok.std(ddof=ddof)) if n > ddof else float('nan')
     return dict(mean=mean, std=std, sem=std/np.sqrt(n) if n > ddof else float('nan'), n=n, n_nan=len(v) - n)
+
+# %% ../nbs/06_auddc.ipynb #68ee96f8
+def dbp_claim(plain:dict, # summary of the model without DBP: `auddc_stats` fields plus `auddc`, one value per pair
+              dbp:dict,   # the same for the model with DBP, on the same pairs
+             ) -> dict:
+    "The claim 'DBP raises the AUDDC' on one row: dict(raised, paired_diff, paired_sem, pairs_raised, n)"
+    diff = np.asarray(dbp['auddc'], float) - np.asarray(plain['auddc'], float)
+    st = auddc_stats(diff)
+    return dict(raised=bool(dbp['mean'] > plain['mean']), paired_diff=st['mean'], paired_sem=st['sem'],
+                pairs_raised=int((diff > 0).sum()), n=st['n'])
+
+def claim_line(name:str, # what the row is, e.g. 'output attack'
+               c:dict,   # `dbp_claim` of the row
+              ) -> str:
+    "One Markdown bullet stating `c` for the tables"
+    return (f"- {name}: DBP {'raises' if c['raised'] else 'does NOT raise'} the mean AUDDC; paired difference (DBP - no DBP) "
+            f"{c['paired_diff']:+.3f} ± {c['paired_sem']:.3f} (sem), higher with DBP on {c['pairs_raised']} of {c['n']} pairs")
 
 # %% ../nbs/06_auddc.ipynb #18d85fa4
 def recon_dist(model:nn.Module,   # the autoencoder

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn, Tensor
 
-from .vae import get_activation
+from .vae import get_activation, _mlp  # Linear layers with the activation between them
 
 # %% auto #0
 __all__ = ['Classifier', 'MLPConfig', 'MLP', 'LeNetConfig', 'LeNet', 'CvNetConfig', 'CvNet']
@@ -43,9 +43,7 @@ class MLP(Classifier):
                  **kwargs):                     # fields of `MLPConfig` to override
         super().__init__()
         cfg = replace(cfg or MLPConfig(), **kwargs)
-        sizes, layers = [math.prod(cfg.in_shape), *cfg.hidden], [nn.Flatten()]
-        for a,b in zip(sizes[:-1], sizes[1:]): layers += [nn.Linear(a, b), get_activation(cfg.activation)]
-        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], cfg.n_classes))
+        self.net = nn.Sequential(nn.Flatten(), *_mlp([math.prod(cfg.in_shape), *cfg.hidden, cfg.n_classes], cfg.activation))
         self.cfg, self.in_shape, self.n_classes = cfg, tuple(cfg.in_shape), cfg.n_classes
     def forward(self, x:Tensor # images in [0, 1], (B, C, H, W)
                )->Tensor:
@@ -75,9 +73,7 @@ class LeNet(Classifier):
             conv += [nn.Conv2d(a, b, 5, padding=cfg.padding if i == 0 else 0), get_activation(act), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*conv, nn.Flatten())
         with torch.no_grad(): flat = self.features(torch.zeros(1, *cfg.in_shape)).shape[1]
-        sizes, dense = [flat, *cfg.hidden], []
-        for a,b in zip(sizes[:-1], sizes[1:]): dense += [nn.Linear(a, b), get_activation(act)]
-        self.head = nn.Sequential(*dense, nn.Linear(sizes[-1], cfg.n_classes))
+        self.head = _mlp([flat, *cfg.hidden, cfg.n_classes], act)
         self.cfg, self.in_shape, self.n_classes = cfg, tuple(cfg.in_shape), cfg.n_classes
     def forward(self, x:Tensor # images in [0, 1], (B, C, H, W)
                )->Tensor:
