@@ -17,6 +17,11 @@ settings; `--model random` for an untrained one of the same architecture) and th
    is measured: 20 pairs x 51 C at `--row-iterations` iterations (3000 by default, the real row; fewer with `--quick`,
    then the time of 3000 is extrapolated from it and printed as such). Speed-up = loop / batched, per full row.
 
+3. **The default attack, L-BFGS-B one pair per scipy problem** (`attack`'s default since the attack-strength check
+   found Adam too weak), against L-BFGS-B run on one (pair, C) at a time, on the first `--lbfgsb-pairs` pairs x 51 C,
+   3000 iterations at most, interleaved per pair: both measured in full (L-BFGS-B stops when converged, so neither
+   cost is proportional to the iterations and nothing is extrapolated), with both AUDDCs. `--lbfgsb-pairs 0` skips it.
+
 The loop's cost per problem does not depend on how many problems it solves (each is a separate optimisation of one
 row), so extrapolating it in the number of problems and iterations is exact up to noise; the batched attack's cost
 per iteration is constant over the iterations (each is one forward/backward of the same batch).
@@ -58,21 +63,21 @@ def table1_vae(dataset, dbp=False, cache_dir=None):
     return model.eval(), folder
 
 
-def loop_attack(model, x_o, x_t, kind, cs, iterations, problems):
+def loop_attack(model, x_o, x_t, kind, cs, iterations, problems, optimizer='adam'):
     """Gondim's way: one optimisation per (pair, C) problem in `problems` (a list of (p, k)); `{(p, k): (x_adv, seconds)}`"""
     out = {}
     for p, k in problems:
         t = time.perf_counter()
-        r = attack(model, x_o[p:p + 1], x_t[p:p + 1], kind, cs=cs[k:k + 1], iterations=iterations)
+        r = attack(model, x_o[p:p + 1], x_t[p:p + 1], kind, cs=cs[k:k + 1], iterations=iterations, optimizer=optimizer)
         out[(p, k)] = (r.x_adv[0, 0], time.perf_counter() - t)
     return out
 
 
-def as_result(x_adv, x_o, x_t, kind, cs):
+def as_result(x_adv, x_o, x_t, kind, cs, optimizer='adam'):
     "An `AttackResult` holding the loop's adversarial inputs (P, K, ...), for `attack_auddc`"
     z = torch.zeros(x_adv.shape[:2])
     return AttackResult(x_adv=x_adv, objective=z, dist2=z, term=z, cs=torch.as_tensor(cs, dtype=torch.float64),
-                        x_o=x_o, x_t=x_t, kind=kind, optimizer='adam')
+                        x_o=x_o, x_t=x_t, kind=kind, optimizer=optimizer)
 
 
 def main(argv=None):
@@ -87,13 +92,15 @@ def main(argv=None):
     ap.add_argument('--eq-iterations', type=int, default=1000, help='Adam iterations of the equality check')
     ap.add_argument('--rounds', type=int, default=3, help='interleaved rounds of the equality check')
     ap.add_argument('--row-iterations', type=int, default=ROW_ITERATIONS, help='iterations of the timed full batched row')
+    ap.add_argument('--lbfgsb-pairs', type=int, default=2, help='pairs of the L-BFGS-B comparison (section 3); 0 skips it')
     ap.add_argument('--threads', type=int, default=None, help="torch's CPU threads (default: as set, e.g. OMP_NUM_THREADS)")
     ap.add_argument('--json', default=None, help='also write the numbers to this JSON file')
     a = ap.parse_args(argv)
     if a.quick:
-        a.eq_pairs, a.eq_iterations, a.rounds, a.row_iterations = 1, 100, 3, 50
+        a.eq_pairs, a.eq_iterations, a.rounds, a.row_iterations, a.lbfgsb_pairs = 1, 100, 3, 50, 1
     for name in ('eq_pairs', 'eq_iterations', 'rounds', 'row_iterations'):
         if getattr(a, name) < 1: ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= a.lbfgsb_pairs <= ROW_PAIRS: ap.error(f"--lbfgsb-pairs must be in 0..{ROW_PAIRS}")
     if a.eq_pairs > ROW_PAIRS: ap.error(f"--eq-pairs must be <= {ROW_PAIRS}")
     threads = set_threads(a.threads)
 
@@ -112,18 +119,19 @@ def main(argv=None):
     x_t = torch.stack([test[t][0] for _, t in pairs])
     cs = default_c_grid()
     K = len(cs)
-    print(f"{a.kind} attack on the {a.dataset} MLP VAE 784-512-512-32: {source}; Adam (lr 1e-3, Gondim's clipping); "
+    print(f"{a.kind} attack on the {a.dataset} MLP VAE 784-512-512-32: {source}; sections 1-2 Adam (lr 1e-3, Gondim's clipping); "
           f"torch {torch.__version__}, {threads} thread(s)")
 
     # 1. equality check on the same reduced problem, interleaved; the loop's cost per (problem, iteration)
     P = a.eq_pairs
     problems = [(p, k) for p in range(P) for k in range(K)]
     shares = [problems[r::a.rounds] for r in range(a.rounds)]
-    attack(model, x_o[:1], x_t[:1], a.kind, cs=cs[:2], iterations=2)             # warm-up
+    adam = dict(optimizer='adam')                                                # Gondim's optimiser, sections 1 and 2
+    attack(model, x_o[:1], x_t[:1], a.kind, cs=cs[:2], iterations=2, **adam)     # warm-up
     t_batched, loop_out = [], {}
     for r in range(a.rounds):
         t = time.perf_counter()
-        rb = attack(model, x_o[:P], x_t[:P], a.kind, cs=cs, iterations=a.eq_iterations)
+        rb = attack(model, x_o[:P], x_t[:P], a.kind, cs=cs, iterations=a.eq_iterations, **adam)
         t_batched.append(time.perf_counter() - t)
         loop_out.update(loop_attack(model, x_o, x_t, a.kind, cs, a.eq_iterations, shares[r]))
     x_loop = torch.stack([torch.stack([loop_out[(p, k)][0] for k in range(K)]) for p in range(P)])
@@ -142,9 +150,9 @@ def main(argv=None):
     print(f"   speed-up on this reduced problem: {loop_s / statistics.median(t_batched):.1f}x")
 
     # 2. a full Table 2 row: batched measured, loop extrapolated from its measured cost per (problem, iteration)
-    attack(model, x_o, x_t, a.kind, cs=cs, iterations=1)                          # warm-up at full size
+    attack(model, x_o, x_t, a.kind, cs=cs, iterations=1, **adam)                  # warm-up at full size
     t = time.perf_counter()
-    rf = attack(model, x_o, x_t, a.kind, cs=cs, iterations=a.row_iterations)
+    rf = attack(model, x_o, x_t, a.kind, cs=cs, iterations=a.row_iterations, **adam)
     row_s = time.perf_counter() - t
     row_auddc = attack_auddc(model, rf)
     row_full = row_s * ROW_ITERATIONS / a.row_iterations
@@ -166,6 +174,31 @@ def main(argv=None):
                row=dict(pairs=ROW_PAIRS, cs=K, iterations_timed=a.row_iterations, seconds_timed=row_s,
                         seconds_3000=row_full, extrapolated=not measured, auddc_mean=row_auddc['mean'], auddc_std=row_auddc['std']),
                loop_row_seconds_extrapolated=loop_full, speedup=loop_full / row_full)
+    # 3. the default attack (L-BFGS-B, one pair per scipy problem) against L-BFGS-B per (pair, C), measured in full
+    if a.lbfgsb_pairs:
+        L = a.lbfgsb_pairs
+        t_pair, t_loop, x_loop = [], [], []
+        for p in range(L):                                                          # interleaved: pair p both ways
+            t = time.perf_counter()
+            rp = attack(model, x_o[p:p + 1], x_t[p:p + 1], a.kind, cs=cs, iterations=ROW_ITERATIONS)
+            t_pair.append(time.perf_counter() - t)
+            lo = loop_attack(model, x_o, x_t, a.kind, cs, ROW_ITERATIONS, [(p, k) for k in range(K)], optimizer='lbfgsb')
+            t_loop.append(sum(s for _, s in lo.values()))
+            x_loop.append(torch.stack([lo[(p, k)][0] for k in range(K)]))
+            rp_all = rp if p == 0 else AttackResult(**{**asdict(rp_all), 'x_adv': torch.cat([rp_all.x_adv, rp.x_adv]),
+                                                       'x_o': x_o[:p + 1], 'x_t': x_t[:p + 1],
+                                                       **{f: torch.cat([getattr(rp_all, f), getattr(rp, f)]) for f in ('objective', 'dist2', 'term')}})
+        ap_ = attack_auddc(model, rp_all)
+        al_ = attack_auddc(model, as_result(torch.stack(x_loop), x_o[:L], x_t[:L], a.kind, cs, 'lbfgsb'))
+        ldiff = float(np.nanmax(np.abs(ap_['auddc'] - al_['auddc'])))
+        print(f"\n3. the default attack, L-BFGS-B one pair per scipy problem, against L-BFGS-B per (pair, C): {L} pair(s) x {K} C, "
+              f"at most {ROW_ITERATIONS} iterations, both measured in full")
+        print(f"   per pair:        {sum(t_pair):.1f} s (" + ", ".join(f"{t:.1f}" for t in t_pair) + f"), mean AUDDC {ap_['mean']:.4f}")
+        print(f"   per (pair, C):   {sum(t_loop):.1f} s (" + ", ".join(f"{t:.1f}" for t in t_loop) + f"), mean AUDDC {al_['mean']:.4f}")
+        print(f"   per pair |AUDDC difference| max {ldiff:.2e}; speed-up {sum(t_loop) / sum(t_pair):.1f}x; the default attack's full row "
+              f"(20 pairs) at this pace: ~{sum(t_pair) / L * ROW_PAIRS / 60:.1f} min against {row_full / 60:.1f} min for batched Adam")
+        res['lbfgsb'] = dict(pairs=L, seconds_per_pair_problem=t_pair, seconds_per_problem_loop=t_loop, auddc_per_pair=ap_['auddc'].tolist(),
+                             auddc_loop=al_['auddc'].tolist(), max_abs_diff=ldiff, speedup=sum(t_loop) / sum(t_pair))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return res

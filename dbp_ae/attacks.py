@@ -18,7 +18,8 @@ from .data import check_choice, fast_cpu_math
 # %% auto #0
 __all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'default_c_grid', 'kl_diag_gaussians', 'frozen', 'seeded', 'attack_target',
            'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'lbfgsb_rows', 'restart_inits', 'AttackResult',
-           'model_device', 'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack', 'sample_pairs']
+           'model_device', 'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack', 'describe_attack',
+           'sample_pairs']
 
 # %% ../nbs/05_attacks.ipynb #c784dbb9
 def default_c_grid(n:int=50,      # positive values (Gondim: 50)
@@ -232,17 +233,17 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
            x_t:Tensor,               # targets (P, C, H, W) in [0, 1], one per original
            kind:str,                 # 'output' or 'latent'
            cs=None,                  # the K values of C; None: `default_c_grid()` (51 values)
-           optimizer:str='adam',     # 'adam' (Gondim's default) or 'lbfgsb' (scipy's L-BFGS-B)
+           optimizer:str='lbfgsb',   # 'lbfgsb' (scipy's L-BFGS-B, ours) or 'adam' (Gondim's default)
            iterations:int=3000,      # Adam steps / L-BFGS-B iterations (Gondim: 3000)
            lr:float=1e-3,            # Adam learning rate (Gondim: 1e-3)
            restarts:int=0,           # extra random starts per (pair, C) (ours; Gondim: 0)
            init_scale:float=.1,      # size of the random starts relative to ‖x_o − x_t‖ (`restart_inits`)
            n_samples:int=0,          # 0: deterministic x̂ / posterior (ours); k: mean over k stochastic passes (Gondim)
            clip_grad:bool=True,      # Adam: Gondim's per-row gradient clipping (`clip_rows`)
-           chunk_size:Optional[int]=None, # rows per optimisation (memory); None: all P·K·(1+restarts) rows at once
+           chunk_size:Optional[int]=None, # rows per optimisation; None: Adam all P·K·(1+restarts) rows, L-BFGS-B one pair's K·(1+restarts)
            seed:int=0,               # seed of the random starts and of the stochastic passes
           ) -> AttackResult:
-    "Targeted `kind` attack of every pair (`x_o`, `x_t`) at every C in `cs`, all solved as one batched optimisation"
+    "Targeted `kind` attack of every pair (`x_o`, `x_t`) at every C in `cs`, solved as batched optimisations"
     _check(kind, ATTACK_KINDS, 'attack kind'); _check(optimizer, OPTIMIZERS, 'optimizer')
     if x_o.shape != x_t.shape or x_o.dim() != 4: raise ValueError(f"x_o and x_t must both be (P, C, H, W), got {tuple(x_o.shape)} and {tuple(x_t.shape)}")
     for name, v in (('x_o', x_o), ('x_t', x_t)):
@@ -257,7 +258,8 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
     ik = torch.arange(K, device=dev).repeat_interleave(S).repeat(P)
     i_s = torch.arange(S, device=dev).repeat(P*K)
     B = P*K*S
-    chunk = B if chunk_size is None else int(chunk_size)
+    if chunk_size is not None and int(chunk_size) < 1: raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+    chunk = int(chunk_size) if chunk_size is not None else B if optimizer == 'adam' else K*S
     with frozen(model), seeded(seed, dev), torch.enable_grad(), fast_cpu_math():
         target = attack_target(model, x_t, kind)
         x0 = restart_inits(x_o, x_t, restarts, init_scale, seed)[ip, i_s]
@@ -287,16 +289,16 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
 # %% ../nbs/05_attacks.ipynb #60cdd263
 @dataclass
 class TargetedAttack:
-    "Hyper-parameters of a targeted attack on autoencoders (Gondim-Ribeiro et al.'s defaults); call it on `(model, x_o, x_t)`"
+    "Hyper-parameters of a targeted attack on autoencoders (Gondim-Ribeiro et al.'s, L-BFGS-B by default); call it on `(model, x_o, x_t)`"
     cs: Optional[Sequence[float]] = None # C values; None: `default_c_grid()`, 0 and 50 log-spaced in 2^-20..2^20 (Gondim)
-    optimizer: str = 'adam'     # 'adam' (Gondim's default) or 'lbfgsb' (L-BFGS-B, Gondim's alternative)
+    optimizer: str = 'lbfgsb'   # 'lbfgsb' (L-BFGS-B, one pair per scipy problem) or 'adam' (Gondim's default)
     iterations: int = 3000      # Adam steps / L-BFGS-B iterations (Gondim: 3000)
     lr: float = 1e-3            # Adam learning rate (Gondim: 1e-3)
     restarts: int = 0           # extra random starts per (pair, C) (ours; Gondim: none)
     init_scale: float = .1      # size of a random start relative to ‖x_o − x_t‖ (ours)
     n_samples: int = 0          # 0: deterministic (ours); k: average over k stochastic passes (Gondim: one sample)
     clip_grad: bool = True      # Adam: clip each row's gradient to norm 3, then entries to ±1 (Gondim)
-    chunk_size: Optional[int] = None # rows per optimisation; None: all at once
+    chunk_size: Optional[int] = None # rows per optimisation; None: Adam all at once, L-BFGS-B one pair at a time
     seed: int = 0               # seed of random starts and stochastic passes
     kind = None                 # set by the subclasses: 'output' or 'latent'
 
@@ -314,6 +316,18 @@ class OutputAttack(TargetedAttack):
 class LatentAttack(TargetedAttack):
     "Latent attack: minimise C·‖d‖² + KL(q(z | x_o + d) ‖ q(z | x_t)) over x_o + d ∈ [0, 1]"
     kind = 'latent'
+
+# %% ../nbs/05_attacks.ipynb #838f43f2
+def describe_attack(optimizer:str='lbfgsb',        # 'lbfgsb' or 'adam'
+                    iterations:int=3000,           # `attack`'s iterations
+                    lr:float=1e-3,                 # Adam's learning rate
+                    chunk_size:Optional[int]=None, # `attack`'s chunk_size
+                   ) -> str:
+    "The optimiser of an attack and its budget in words, for the captions of tables and figures"
+    _check(optimizer, OPTIMIZERS, 'optimizer')
+    if optimizer == 'adam':
+        return f"Adam ({iterations} iterations, lr {lr:g}, Gondim's clipping{'' if chunk_size is None else f', {chunk_size} rows at a time'})"
+    return f"L-BFGS-B (at most {iterations} iterations, {'one pair' if chunk_size is None else f'{chunk_size} rows'} per scipy problem)"
 
 # %% ../nbs/05_attacks.ipynb #557fb1aa
 def sample_pairs(labels:list,          # label of every image of the split

@@ -10,12 +10,15 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 
-from .attacks import AttackResult, frozen, seeded, model_device
-from .data import fast_cpu_math
+import time
+
+from .attacks import AttackResult, OPTIMIZERS, attack, frozen, seeded, model_device
+from .data import check_choice, fast_cpu_math
 
 # %% auto #0
-__all__ = ['dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim', 'claim_line', 'recon_dist',
-           'distortion_points', 'attack_auddc', 'plot_dd_curves']
+__all__ = ['STRENGTH_TOL', 'OPTIMIZER_NAMES', 'dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim',
+           'claim_line', 'recon_dist', 'distortion_points', 'attack_auddc', 'stronger_attacks', 'attack_strength',
+           'plot_dd_curves']
 
 # %% ../nbs/06_auddc.ipynb #57949384
 def dd_points(d_norm,      # ‖d‖ of every attack, (..., K)
@@ -132,6 +135,45 @@ def attack_auddc(model:nn.Module,     # the attacked autoencoder
     x, y = distortion_points(model, result, **kwargs)
     v = auddc_pairs(x, y)
     return dict(x=x, y=y, auddc=v, **auddc_stats(v))
+
+# %% ../nbs/06_auddc.ipynb #fba9cf2b
+STRENGTH_TOL = 0.02   # PAPER.md §7: the largest fall of the mean AUDDC that a stronger attack may cause
+OPTIMIZER_NAMES = {'adam': 'Adam', 'lbfgsb': 'L-BFGS-B'}
+
+def stronger_attacks(optimizer:str='lbfgsb', # the checked attack's optimiser
+                     iterations:int=3000,    # its iterations
+                     factor:int=3,           # the longer attack runs `factor`·`iterations`
+                     restarts:int=2,         # random starts besides d = 0 in the restart attack
+                    ) -> dict:
+    "The attack-strength check's variants of an attack, `{name: overrides of attack's arguments}`"
+    check_choice(optimizer, OPTIMIZERS, 'optimizer')
+    if factor < 1 or restarts < 1: raise ValueError(f"factor and restarts must be >= 1, got {factor} and {restarts}")
+    other = 'adam' if optimizer == 'lbfgsb' else 'lbfgsb'
+    return {f'{factor}x iterations': dict(iterations=factor*iterations),
+            OPTIMIZER_NAMES[other]: dict(optimizer=other, **({'chunk_size': None} if other == 'lbfgsb' else {})),
+            f'{restarts} restarts': dict(restarts=restarts)}
+
+def attack_strength(model:nn.Module,       # the attacked autoencoder
+                    x_o:Tensor,            # originals of the checked pairs (P, C, H, W)
+                    x_t:Tensor,            # their targets
+                    kind:str,              # 'output' or 'latent'
+                    default:float,         # mean AUDDC of the checked attack on these pairs
+                    attack_kw:Optional[dict]=None, # the checked attack's arguments of `attack` (cs, optimizer, iterations, ...)
+                    auddc_kw:Optional[dict]=None,  # arguments of `attack_auddc` (n_samples, seed, chunk_size)
+                    factor:int=3,          # see `stronger_attacks`
+                    restarts:int=2,        # see `stronger_attacks`
+                    tol:float=STRENGTH_TOL, # the largest fall allowed
+                   ) -> dict:
+    "Mean AUDDC of every stronger attack next to `default`: dict(default, pairs, variants={name: dict(auddc, drop, seconds)}, max_drop, too_weak)"
+    attack_kw, auddc_kw = dict(attack_kw or {}), dict(auddc_kw or {})
+    res = dict(default=float(default), pairs=len(x_o), variants={})
+    for name, over in stronger_attacks(attack_kw.get('optimizer', 'lbfgsb'), attack_kw.get('iterations', 3000), factor, restarts).items():
+        t0 = time.time()
+        a = attack_auddc(model, attack(model, x_o, x_t, kind, **{**attack_kw, **over}), **auddc_kw)
+        res['variants'][name] = dict(auddc=a['mean'], drop=res['default'] - a['mean'], seconds=time.time() - t0)
+    res['max_drop'] = max(v['drop'] for v in res['variants'].values())
+    res['too_weak'] = bool(res['max_drop'] > tol)
+    return res
 
 # %% ../nbs/06_auddc.ipynb #7541d6a2
 def plot_dd_curves(xs,                  # input distortions, (P, K) or (K,)

@@ -59,19 +59,19 @@ PROFILES = {
     'quick': dict(
         about=f"mnist-sample (4,000 training / 1,000 test digits) on the CPU in about 15 minutes on 2 cores: the paper's VAE and "
               f"DRAW with attention (package defaults) trained {QUICK_EPOCHS} epochs at batch {QUICK_BATCH} (paper 20 epochs at 128); DRAW without attention and the other "
-              f"DRAW variants left out; attacks on fewer pairs, C values and iterations with a larger Adam step; attack-strength check "
+              f"DRAW variants left out; attacks on fewer pairs, C values and iterations; attack-strength check "
               f"on the VAE only; no AutoAttack. A preview, not the paper's scale",
         pipelines={
             '01_reconstruction':        dict(datasets=['mnist-sample'], est=400,
                                              params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, models='vae,draw-attn', n_eval=1000, n_grad=32)),
             '02_vae_gradients':         dict(datasets=['mnist-sample'], est=35,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, n_c=20, iterations=1000, attack_lr=3e-3, n_eval=1000)),
+                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, n_c=20, iterations=1000, n_eval=1000)),
             '04_vae_attack':            dict(datasets=['mnist-sample'], est=115,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, n_pairs=8, n_c=12, iterations=500, attack_lr=5e-3,
+                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, n_pairs=8, n_c=12, iterations=500,
                                                          strength_check=True, strength_factor=2, strength_restarts=1)),
             '05_draw_attack':           dict(datasets=['mnist-sample'], est=110,
                                              params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, variants='draw-attn', n_pairs=4, n_c=10,
-                                                         iterations=250, attack_lr=1e-2, strength_check=False)),
+                                                         iterations=250, strength_check=False)),
             '03_gmm_transition':        dict(datasets=['mnist-sample'], est=40, params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, clf_epochs=3)),
             '06_classifier_robustness': dict(datasets=['mnist-sample'], est=80,
                                              params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, clf_epochs=3, pgd_steps=20, n_eval=200, autoattack=False,
