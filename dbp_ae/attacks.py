@@ -240,7 +240,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
            init_scale:float=.1,      # size of the random starts relative to ‖x_o − x_t‖ (`restart_inits`)
            n_samples:int=0,          # 0: deterministic x̂ / posterior (ours); k: mean over k stochastic passes (Gondim)
            clip_grad:bool=True,      # Adam: Gondim's per-row gradient clipping (`clip_rows`)
-           chunk_size:Optional[int]=None, # rows per optimisation; None: Adam all P·K·(1+restarts) rows, L-BFGS-B one pair's K·(1+restarts)
+           chunk_size:Optional[int]=None, # rows per optimisation; None: Adam all P·(1+restarts)·K rows, L-BFGS-B the K of one start of one pair
            seed:int=0,               # seed of the random starts and of the stochastic passes
           ) -> AttackResult:
     "Targeted `kind` attack of every pair (`x_o`, `x_t`) at every C in `cs`, solved as batched optimisations"
@@ -254,12 +254,12 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
     dev = model_device(model, x_o)
     x_o, x_t = x_o.detach().to(dev), x_t.detach().to(dev)
     P, K, S = len(x_o), len(cs), 1 + restarts
-    ip = torch.arange(P, device=dev).repeat_interleave(K*S)          # rows in the order (pair, C, start)
-    ik = torch.arange(K, device=dev).repeat_interleave(S).repeat(P)
-    i_s = torch.arange(S, device=dev).repeat(P*K)
-    B = P*K*S
+    ip = torch.arange(P, device=dev).repeat_interleave(S*K)          # rows in the order (pair, start, C)
+    i_s = torch.arange(S, device=dev).repeat_interleave(K).repeat(P)
+    ik = torch.arange(K, device=dev).repeat(P*S)
+    B = P*S*K
     if chunk_size is not None and int(chunk_size) < 1: raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
-    chunk = int(chunk_size) if chunk_size is not None else B if optimizer == 'adam' else K*S
+    chunk = int(chunk_size) if chunk_size is not None else B if optimizer == 'adam' else K
     with frozen(model), seeded(seed, dev), torch.enable_grad(), fast_cpu_math():
         target = attack_target(model, x_t, kind)
         x0 = restart_inits(x_o, x_t, restarts, init_scale, seed)[ip, i_s]
@@ -274,14 +274,16 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
                                        seed=seed if n_samples else None)
             xs.append(bx); fs.append(bf)
         x, f = torch.cat(xs), torch.cat(fs)
-        best = f.view(P, K, S).argmin(-1).flatten()                     # best start of every (pair, C)
-        x = x.view(P*K, S, *x.shape[1:])[torch.arange(P*K, device=dev), best]
-        jp = ip.view(P*K, S)[:, 0]                                      # pair of every (pair, C)
+        best = f.view(P, S, K).argmin(1)                                # best start of every (pair, C), (P, K)
+        x = x.view(P, S, K, *x.shape[1:])[torch.arange(P, device=dev)[:, None], best, torch.arange(K, device=dev)]
+        x = x.reshape(P*K, *x.shape[2:])                                 # rows (pair, C)
+        jp = torch.arange(P, device=dev).repeat_interleave(K)           # pair of every (pair, C)
+        cc = cs.to(dev, x_o.dtype).repeat(P)                             # C of every (pair, C)
         parts = []
         with torch.no_grad():
             for a in range(0, P*K, chunk):
                 r = slice(a, a + chunk)
-                parts.append(attack_objective(model, x[r], x_o[jp[r]], _rows(target, jp[r]), c[::S][r], kind, n_samples))
+                parts.append(attack_objective(model, x[r], x_o[jp[r]], _rows(target, jp[r]), cc[r], kind, n_samples))
     obj, dist2, term = (torch.cat(t).view(P, K) for t in zip(*parts))
     return AttackResult(x_adv=x.view(P, K, *x.shape[1:]).detach(), objective=obj, dist2=dist2, term=term,
                         cs=cs, x_o=x_o, x_t=x_t, kind=kind, optimizer=optimizer)

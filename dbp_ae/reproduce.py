@@ -450,6 +450,8 @@ def claims_table2(ms:list)->list:
     weak = [m.get('attack_too_weak') for m in ms if m.get('attack_too_weak') is not None]
     note = ('; attack-strength check: ' + ('a stronger attack lowered AUDDC by more than 0.02: the default attack is too weak' if any(weak)
             else 'a stronger attack did not lower AUDDC by more than 0.02') if weak else '; attack-strength check not run')
+    kinds = {'DRAW' if 'variants' in m else 'VAE' for m in ms}
+    if len(kinds) == 1: note += f"; {kinds.pop()} rows only: the other rows were not rendered for this data set"
     return [("Table 2: DBP raises AUDDC in every row (by more than 2 combined standard errors)", verdict(sig, up), '; '.join(ev) + note)]
 
 def claims_points(name:str, points:dict)->list:
