@@ -16,10 +16,10 @@ from scipy.optimize import minimize, Bounds
 from .data import check_choice, fast_cpu_math
 
 # %% auto #0
-__all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'default_c_grid', 'kl_diag_gaussians', 'frozen', 'seeded', 'attack_target',
-           'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'lbfgsb_rows', 'restart_inits', 'AttackResult',
-           'model_device', 'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack', 'describe_attack',
-           'sample_pairs']
+__all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'OPTIMIZER_NAMES', 'default_c_grid', 'kl_diag_gaussians', 'frozen', 'seeded',
+           'attack_target', 'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'lbfgsb_rows', 'restart_inits',
+           'AttackResult', 'model_device', 'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack',
+           'describe_attack', 'sample_pairs']
 
 # %% ../nbs/05_attacks.ipynb #c784dbb9
 def default_c_grid(n:int=50,      # positive values (Gondim: 50)
@@ -67,6 +67,7 @@ def seeded(seed:int,   # seed of torch's global generator inside the block
 # %% ../nbs/05_attacks.ipynb #40373ca3
 ATTACK_KINDS = ('output', 'latent')
 OPTIMIZERS = ('adam', 'lbfgsb')   # Adam; scipy's L-BFGS-B (box bounds)
+OPTIMIZER_NAMES = {'adam': 'Adam', 'lbfgsb': 'L-BFGS-B'}   # as written in captions
 
 def _check(value, choices, what): check_choice(value, choices, what)
 
@@ -328,8 +329,8 @@ def describe_attack(optimizer:str='lbfgsb',        # 'lbfgsb' or 'adam'
     "The optimiser of an attack and its budget in words, for the captions of tables and figures"
     _check(optimizer, OPTIMIZERS, 'optimizer')
     if optimizer == 'adam':
-        return f"Adam ({iterations} iterations, lr {lr:g}, Gondim's clipping{'' if chunk_size is None else f', {chunk_size} rows at a time'})"
-    return f"L-BFGS-B (at most {iterations} iterations, {'one pair' if chunk_size is None else f'{chunk_size} rows'} per scipy problem)"
+        return f"{OPTIMIZER_NAMES[optimizer]} ({iterations} iterations, lr {lr:g}, Gondim's clipping{'' if chunk_size is None else f', {chunk_size} rows at a time'})"
+    return f"{OPTIMIZER_NAMES[optimizer]} (at most {iterations} iterations, {'one pair' if chunk_size is None else f'{chunk_size} rows'} per scipy problem)"
 
 # %% ../nbs/05_attacks.ipynb #557fb1aa
 def sample_pairs(labels:list,          # label of every image of the split

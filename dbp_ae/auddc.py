@@ -12,13 +12,12 @@ from torch import nn, Tensor
 
 import time
 
-from .attacks import AttackResult, OPTIMIZERS, attack, frozen, seeded, model_device
+from .attacks import AttackResult, OPTIMIZERS, OPTIMIZER_NAMES, attack, frozen, seeded, model_device
 from .data import check_choice, fast_cpu_math
 
 # %% auto #0
-__all__ = ['STRENGTH_TOL', 'OPTIMIZER_NAMES', 'dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim',
-           'claim_line', 'recon_dist', 'distortion_points', 'attack_auddc', 'stronger_attacks', 'attack_strength',
-           'plot_dd_curves']
+__all__ = ['STRENGTH_TOL', 'dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim', 'claim_line',
+           'recon_dist', 'distortion_points', 'attack_auddc', 'stronger_attacks', 'attack_strength', 'plot_dd_curves']
 
 # %% ../nbs/06_auddc.ipynb #57949384
 def dd_points(d_norm,      # ‖d‖ of every attack, (..., K)
@@ -138,7 +137,6 @@ def attack_auddc(model:nn.Module,     # the attacked autoencoder
 
 # %% ../nbs/06_auddc.ipynb #fba9cf2b
 STRENGTH_TOL = 0.02   # PAPER.md §7: the largest fall of the mean AUDDC that a stronger attack may cause
-OPTIMIZER_NAMES = {'adam': 'Adam', 'lbfgsb': 'L-BFGS-B'}
 
 def stronger_attacks(optimizer:str='lbfgsb', # the checked attack's optimiser
                      iterations:int=3000,    # its iterations
