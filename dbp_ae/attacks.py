@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_attacks.ipynb #555d216d
 from __future__ import annotations
-import contextlib, math
+import contextlib, copy, math
 from dataclasses import dataclass, asdict
 from typing import Callable, Optional, Sequence
 
@@ -16,10 +16,10 @@ from scipy.optimize import minimize, Bounds
 from .data import check_choice, fast_cpu_math
 
 # %% auto #0
-__all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'OPTIMIZER_NAMES', 'default_c_grid', 'kl_diag_gaussians', 'frozen', 'seeded',
-           'attack_target', 'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'lbfgsb_rows', 'restart_inits',
-           'AttackResult', 'model_device', 'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack',
-           'describe_attack', 'sample_pairs']
+__all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'OPTIMIZER_NAMES', 'LBFGS_STATUS', 'default_c_grid', 'kl_diag_gaussians', 'frozen',
+           'seeded', 'attack_target', 'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'scipy_lbfgsb_rows',
+           'lbfgsb_batched', 'restart_inits', 'AttackResult', 'model_device', 'default_chunk', 'attack',
+           'TargetedAttack', 'OutputAttack', 'LatentAttack', 'describe_attack', 'sample_pairs']
 
 # %% ../nbs/05_attacks.ipynb #c784dbb9
 def default_c_grid(n:int=50,      # positive values (Gondim: 50)
@@ -66,8 +66,8 @@ def seeded(seed:int,   # seed of torch's global generator inside the block
 
 # %% ../nbs/05_attacks.ipynb #40373ca3
 ATTACK_KINDS = ('output', 'latent')
-OPTIMIZERS = ('adam', 'lbfgsb')   # Adam; scipy's L-BFGS-B (box bounds)
-OPTIMIZER_NAMES = {'adam': 'Adam', 'lbfgsb': 'L-BFGS-B'}   # as written in captions
+OPTIMIZERS = ('lbfgsb', 'scipy-lbfgsb', 'adam')   # ours: batched L-BFGS-B in torch; scipy's L-BFGS-B (the reference); Adam (Gondim's)
+OPTIMIZER_NAMES = {'lbfgsb': 'L-BFGS-B', 'scipy-lbfgsb': 'scipy L-BFGS-B', 'adam': 'Adam'}   # as written in captions
 
 def _check(value, choices, what): check_choice(value, choices, what)
 
@@ -157,16 +157,16 @@ def adam_rows(fn:Callable,          # x (B, ...) -> per-row objectives (B,), dif
     return best_x, best_f
 
 # %% ../nbs/05_attacks.ipynb #d928ce19
-def lbfgsb_rows(fn:Callable,           # x (B, ...) -> per-row objectives (B,), differentiable
-                x0:Tensor,             # starting points (B, ...), in [0, 1]
-                iterations:int=3000,   # L-BFGS-B iterations at most (function evaluations: twice that)
-                weights=None,          # (B,) positive weight of each row in the summed objective; None: ones
-                maxcor:int=25,         # L-BFGS memory (Gondim: m = 25)
-                ftol:float=10*np.finfo(float).eps, # relative decrease to stop at (Gondim: factr = 10)
-                gtol:float=1e-10,      # projected-gradient size to stop at (ours; scipy's and Gondim's 1e-5 stops flat rows early)
-                seed:Optional[int]=None, # reseed torch before every evaluation (stochastic `fn`: common random numbers)
-               ) -> tuple:
-    "L-BFGS-B on [0, 1] of Σ `weights`·`fn`(x), one scipy call for all rows: the best x of every row and its value"
+def scipy_lbfgsb_rows(fn:Callable,     # x (B, ...) -> per-row objectives (B,), differentiable
+                      x0:Tensor,             # starting points (B, ...), in [0, 1]
+                      iterations:int=3000,   # L-BFGS-B iterations at most (function evaluations: twice that)
+                      weights=None,          # (B,) positive weight of each row in the summed objective; None: ones
+                      maxcor:int=25,         # L-BFGS memory (Gondim: m = 25)
+                      ftol:float=10*np.finfo(float).eps, # relative decrease to stop at (Gondim: factr = 10)
+                      gtol:float=1e-10,      # projected-gradient size to stop at (ours; scipy's and Gondim's 1e-5 stops flat rows early)
+                      seed:Optional[int]=None, # reseed torch before every evaluation (stochastic `fn`: common random numbers)
+                     ) -> tuple:
+    "scipy's L-BFGS-B on [0, 1] of Σ `weights`·`fn`(x), one call for all rows: `(best x (B, ...), its value (B,), iterations)`"
     shape, dev, dt = x0.shape, x0.device, x0.dtype
     w = torch.ones(shape[0], dtype=torch.float64, device=dev) if weights is None else \
         torch.as_tensor(weights, dtype=torch.float64, device=dev)
@@ -180,11 +180,132 @@ def lbfgsb_rows(fn:Callable,           # x (B, ...) -> per-row objectives (B,), 
         best[:] = _keep_best(*best, x.detach(), f.detach())
         return total.item(), g.double().cpu().numpy().ravel()
     z0 = x0.detach().double().cpu().numpy().ravel()
-    if iterations > 0:
-        minimize(fun, z0, jac=True, method='L-BFGS-B', bounds=Bounds(np.zeros_like(z0), np.ones_like(z0)),
-                 options=dict(maxiter=iterations, maxfun=2*iterations, maxcor=maxcor, ftol=ftol, gtol=gtol))
-    else: fun(z0)
-    return best[0], best[1]
+    if iterations == 0: fun(z0); return best[0], best[1], 0
+    res = minimize(fun, z0, jac=True, method='L-BFGS-B', bounds=Bounds(np.zeros_like(z0), np.ones_like(z0)),
+                   options=dict(maxiter=iterations, maxfun=2*iterations, maxcor=maxcor, ftol=ftol, gtol=gtol))
+    return best[0], best[1], int(res.nit)
+
+# %% ../nbs/05_attacks.ipynb #eb680f71
+LBFGS_STATUS = ('running', 'gtol', 'ftol', 'iterations', 'line search', 'non-finite')   # why a row of `lbfgsb_batched` stopped
+
+def _free(x:Tensor, g:Tensor) -> Tensor:
+    "Coordinates of `x` (B, n) not held at a face of [0, 1] by the gradient `g`: not (x = 0, g > 0) and not (x = 1, g < 0)"
+    return ~(((x <= 0) & (g > 0)) | ((x >= 1) & (g < 0)))
+
+def _proj_grad(x:Tensor, g:Tensor) -> Tensor:
+    "Largest entry of the projected gradient P(x − g) − x on [0, 1] per row, (B,)"
+    return ((x - g).clamp(0., 1.) - x).abs().amax(1)
+
+class _History:
+    "The last `m` curvature pairs of each of B rows, in a ring per row (`head`: next slot, `n`: pairs kept)"
+    def __init__(self, B:int, n:int, m:int, like:Tensor):
+        self.S, self.Y = like.new_zeros(B, m, n), like.new_zeros(B, m, n)
+        self.rho, self.gamma = like.new_zeros(B, m), like.new_ones(B)
+        self.head, self.n, self.m = like.new_zeros(B, dtype=torch.long), like.new_zeros(B, dtype=torch.long), m
+
+    def push(self, rows:Tensor, s:Tensor, y:Tensor, sy:Tensor, yy:Tensor):
+        "Store the pair (`s`, `y`) of each row in `rows` (their sᵀy > 0)"
+        j = self.head[rows]
+        self.S[rows, j], self.Y[rows, j], self.rho[rows, j] = s, y, 1/sy
+        self.gamma[rows] = sy/yy
+        self.head[rows], self.n[rows] = (j + 1) % self.m, (self.n[rows] + 1).clamp(max=self.m)
+
+    def forget(self, rows:Tensor):
+        "Drop every pair of `rows`"
+        self.S[rows], self.Y[rows], self.rho[rows] = 0., 0., 0.
+        self.gamma[rows], self.head[rows], self.n[rows] = 1., 0, 0
+
+    def apply(self, rows:Tensor, q:Tensor) -> Tensor:
+        "H q for each row in `rows`: the two-loop recursion over its own pairs, newest first"
+        head, n, saved = self.head[rows], self.n[rows], []
+        for a in range(int(n.max()) if len(rows) else 0):
+            j, valid = (head - 1 - a) % self.m, (a < n).to(q.dtype)
+            s, y, rho = self.S[rows, j], self.Y[rows, j], self.rho[rows, j]*valid
+            alpha = rho*(s*q).sum(1)
+            q = q - alpha[:, None]*y
+            saved.append((s, y, rho, alpha))
+        r = self.gamma[rows][:, None]*q
+        for s, y, rho, alpha in reversed(saved):
+            r = r + s*(alpha - rho*(y*r).sum(1))[:, None]
+        return r
+
+def lbfgsb_batched(fn:Callable,           # (x (b, ...), idx (b,)) -> objectives (b,) of rows `idx` at `x`, differentiable
+                   x0:Tensor,             # starting points (B, ...), in [0, 1]
+                   iterations:int=3000,   # accepted steps per row at most
+                   maxcor:int=25,         # curvature pairs kept per row (Gondim: m = 25)
+                   ftol:Optional[float]=None, # relative decrease to stop at; None: 10·machine ε of `x0`'s dtype
+                   gtol:float=1e-10,      # projected-gradient size to stop at
+                   c1:float=1e-4,         # Armijo constant of the line search
+                   max_backtracks:int=30, # failed trials before a row forgets its pairs (then: stops)
+                   seed:Optional[int]=None, # reseed torch before every evaluation (stochastic `fn`: common random numbers)
+                  ) -> tuple:
+    "Box-constrained L-BFGS for independent rows in batched evaluations: `(best x (B, ...), best f (B,), steps (B,), status (B,))`"
+    if iterations < 0 or maxcor < 1 or max_backtracks < 1: raise ValueError("iterations must be >= 0, maxcor and max_backtracks >= 1")
+    shape, B = x0.shape, x0.shape[0]
+    eps = torch.finfo(x0.dtype).eps
+    ftol = 10*eps if ftol is None else ftol
+    def evaluate(x, idx):
+        x = x.detach().view(len(idx), *shape[1:]).requires_grad_(True)
+        if seed is not None: torch.manual_seed(seed)
+        f = fn(x, idx)
+        g, = torch.autograd.grad(f.sum(), x)
+        return f.detach(), g.detach().flatten(1)
+    x = x0.detach().flatten(1).clone()
+    allrows = torch.arange(B, device=x.device)
+    f, g = evaluate(x, allrows)
+    best_x, best_f = x.clone(), torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
+    steps, status = torch.zeros_like(allrows), torch.zeros_like(allrows)
+    status[~(torch.isfinite(f) & torch.isfinite(g).all(1))] = 5
+    status[(status == 0) & (_proj_grad(x, g) <= gtol)] = 1
+    if iterations == 0: status[status == 0] = 3
+    hist = _History(B, x.shape[1], maxcor, x)
+    d, t, trials, xt = torch.zeros_like(x), x.new_ones(B), torch.zeros_like(allrows), x.clone()
+    def new_direction(rows):
+        F = _free(x[rows], g[rows])
+        dr = -hist.apply(rows, g[rows]*F)*F
+        t[rows] = torch.where(hist.n[rows] == 0, 1/dr.norm(dim=1).clamp_min(1e-30), torch.ones_like(t[rows])).clamp(max=1e10)
+        d[rows], trials[rows] = dr, 0
+        xt[rows] = (x[rows] + t[rows, None]*dr).clamp(0., 1.)
+    new_direction(allrows[status == 0])
+    while True:
+        run = allrows[status == 0]
+        if len(run) == 0: break
+        ft, gt = evaluate(xt[run], run)                      # one batched forward/backward: every running row
+        finite = torch.isfinite(ft) & torch.isfinite(gt).all(1)
+        status[run[~finite]] = 5
+        gain = (g[run]*(xt[run] - x[run])).sum(1)
+        ok = finite & (ft <= f[run] + c1*gain.clamp(max=0.)) & (ft <= f[run])
+        better = ok & (ft < best_f[run])
+        best_x[run[better]], best_f[run[better]] = xt[run[better]], ft[better]
+        rej, fr = run[finite & ~ok], ft[finite & ~ok]
+        if len(rej):                                          # backtrack: safeguarded quadratic interpolation
+            gd, tr = (g[rej]*d[rej]).sum(1), t[rej]
+            den = 2*(fr - f[rej] - tr*gd)
+            tq = torch.where(den > 0, -gd*tr*tr/den.clamp_min(1e-30), .5*tr)
+            t[rej], trials[rej] = torch.minimum(torch.maximum(tq, .1*tr), .5*tr), trials[rej] + 1
+            failed = trials[rej] > max_backtracks
+            lost, rej = rej[failed], rej[~failed]
+            status[lost[hist.n[lost] == 0]] = 4               # even steepest descent fails: converged
+            retry = lost[hist.n[lost] > 0]                     # forget the pairs, retry along steepest descent
+            hist.forget(retry); new_direction(retry)
+            xt[rej] = (x[rej] + t[rej, None]*d[rej]).clamp(0., 1.)
+        acc = run[ok]
+        if len(acc):
+            fa, ga = ft[ok], gt[ok]
+            s, y = xt[acc] - x[acc], ga - g[acc]
+            sy, yy = (s*y).sum(1), (y*y).sum(1)
+            keep = sy > eps*yy                                 # skip pairs without positive curvature
+            hist.push(acc[keep], s[keep], y[keep], sy[keep], yy[keep])
+            f_old = f[acc]
+            x[acc], f[acc], g[acc], steps[acc] = xt[acc], fa, ga, steps[acc] + 1
+            st = torch.zeros_like(acc)
+            st[steps[acc] >= iterations] = 3
+            st[(f_old - fa) <= ftol*torch.maximum(f_old.abs(), fa.abs())] = 2
+            st[_proj_grad(x[acc], ga) <= gtol] = 1
+            status[acc] = st
+            new_direction(acc[st == 0])
+    return best_x.view(shape), best_f, steps, status
+
 
 # %% ../nbs/05_attacks.ipynb #f89e92d7
 def restart_inits(x_o:Tensor,          # originals (P, C, H, W)
@@ -214,7 +335,9 @@ class AttackResult:
     x_o: Tensor        # (P, C, H, W) originals
     x_t: Tensor        # (P, C, H, W) targets
     kind: str          # 'output' or 'latent'
-    optimizer: str     # 'adam' or 'lbfgsb'
+    optimizer: str     # one of `OPTIMIZERS`
+    steps: Optional[Tensor] = None # (P, K) accepted steps (L-BFGS-B) or iterations (Adam) behind `x_adv`
+    nonfinite: int = 0 # rows (of P·(1+restarts)·K) stopped by a non-finite objective or gradient
 
     @property
     def d(self) -> Tensor:
@@ -229,57 +352,86 @@ def model_device(model:nn.Module, # a model
     p = next(model.parameters(), None)
     return p.device if p is not None else default.device
 
+def default_chunk(optimizer:str,  # one of `OPTIMIZERS`
+                  rows:int,       # rows of the attack, P·(1+restarts)·K
+                  K:int,          # values of C (rows per start of a pair)
+                  n:int,          # pixels of an image
+                  dtype=torch.float32, # the attack's dtype
+                  memory_gb:float=2., # our L-BFGS-B: bound on the curvature pairs' memory
+                  maxcor:int=25,  # curvature pairs per row
+                 ) -> int:
+    "Rows per optimisation: Adam all; scipy's L-BFGS-B one start of one pair (`K`); ours as many whole pairs' starts as fit in `memory_gb`"
+    if optimizer == 'adam': return rows
+    if optimizer == 'scipy-lbfgsb': return K
+    per_row = 2*maxcor*n*torch.finfo(dtype).bits//8
+    return max(K, int(memory_gb*2**30)//per_row//K*K) if rows*per_row > memory_gb*2**30 else rows
+
 def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`, `forward(x, sample)`, `mean`
            x_o:Tensor,               # originals (P, C, H, W) in [0, 1]
            x_t:Tensor,               # targets (P, C, H, W) in [0, 1], one per original
            kind:str,                 # 'output' or 'latent'
            cs=None,                  # the K values of C; None: `default_c_grid()` (51 values)
-           optimizer:str='lbfgsb',   # 'lbfgsb' (scipy's L-BFGS-B, ours) or 'adam' (Gondim's default)
+           optimizer:str='lbfgsb',   # one of `OPTIMIZERS`: 'lbfgsb' (ours, batched), 'scipy-lbfgsb' (the reference), 'adam' (Gondim's)
            iterations:int=3000,      # Adam steps / L-BFGS-B iterations (Gondim: 3000)
            lr:float=1e-3,            # Adam learning rate (Gondim: 1e-3)
            restarts:int=0,           # extra random starts per (pair, C) (ours; Gondim: 0)
            init_scale:float=.1,      # size of the random starts relative to ‖x_o − x_t‖ (`restart_inits`)
            n_samples:int=0,          # 0: deterministic x̂ / posterior (ours); k: mean over k stochastic passes (Gondim)
            clip_grad:bool=True,      # Adam: Gondim's per-row gradient clipping (`clip_rows`)
-           chunk_size:Optional[int]=None, # rows per optimisation; None: Adam all P·(1+restarts)·K rows, L-BFGS-B the K of one start of one pair
+           chunk_size:Optional[int]=None, # rows per optimisation; None: see `default_chunk`
            seed:int=0,               # seed of the random starts and of the stochastic passes
+           dtype:Optional[torch.dtype]=None, # attack in this dtype (a copy of the model); None: the model's
+           memory_gb:float=2.,       # our L-BFGS-B: bound on its curvature pairs' memory (sets the default chunk)
           ) -> AttackResult:
     "Targeted `kind` attack of every pair (`x_o`, `x_t`) at every C in `cs`, solved as batched optimisations"
     _check(kind, ATTACK_KINDS, 'attack kind'); _check(optimizer, OPTIMIZERS, 'optimizer')
+    if not (torch.is_tensor(x_o) and torch.is_tensor(x_t)): raise TypeError("x_o and x_t must be tensors (P, C, H, W)")
     if x_o.shape != x_t.shape or x_o.dim() != 4: raise ValueError(f"x_o and x_t must both be (P, C, H, W), got {tuple(x_o.shape)} and {tuple(x_t.shape)}")
+    if len(x_o) == 0: raise ValueError("no pair to attack: x_o and x_t are empty")
     for name, v in (('x_o', x_o), ('x_t', x_t)):
+        if not torch.isfinite(v).all(): raise ValueError(f"{name} holds NaN or inf: attack finite images in [0, 1]")
         if v.min() < 0 or v.max() > 1: raise ValueError(f"{name} must lie in [0, 1]")
     if restarts < 0 or n_samples < 0 or iterations < 0: raise ValueError("restarts, n_samples and iterations must be >= 0")
     cs = torch.as_tensor(default_c_grid() if cs is None else cs, dtype=torch.float64).flatten()
-    if (cs < 0).any() or not torch.isfinite(cs).all(): raise ValueError("every C must be finite and >= 0")
+    if len(cs) == 0 or (cs < 0).any() or not torch.isfinite(cs).all(): raise ValueError("cs must hold at least one C, every C finite and >= 0")
     dev = model_device(model, x_o)
-    x_o, x_t = x_o.detach().to(dev), x_t.detach().to(dev)
+    mdt = next((p.dtype for p in model.parameters() if p.is_floating_point()), x_o.dtype)
+    dt = mdt if dtype is None else dtype
+    if not dt.is_floating_point: raise ValueError(f"dtype must be a floating-point type, got {dt}")
+    if dt != mdt: model = copy.deepcopy(model).to(dt)
+    x_o, x_t = x_o.detach().to(dev, dt), x_t.detach().to(dev, dt)
     P, K, S = len(x_o), len(cs), 1 + restarts
     ip = torch.arange(P, device=dev).repeat_interleave(S*K)          # rows in the order (pair, start, C)
     i_s = torch.arange(S, device=dev).repeat_interleave(K).repeat(P)
     ik = torch.arange(K, device=dev).repeat(P*S)
     B = P*S*K
     if chunk_size is not None and int(chunk_size) < 1: raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
-    chunk = int(chunk_size) if chunk_size is not None else B if optimizer == 'adam' else K
+    chunk = int(chunk_size) if chunk_size is not None else default_chunk(optimizer, B, K, x_o[0].numel(), dt, memory_gb)
     with frozen(model), seeded(seed, dev), torch.enable_grad(), fast_cpu_math():
         target = attack_target(model, x_t, kind)
         x0 = restart_inits(x_o, x_t, restarts, init_scale, seed)[ip, i_s]
-        c = cs.to(dev, x_o.dtype)[ik]
-        xs, fs = [], []
+        c = cs.to(dev, dt)[ik]
+        xs, fs, ns, nonfinite = [], [], [], 0
         for a in range(0, B, chunk):
             r = slice(a, a + chunk)
             xo_r, tg_r, c_r = x_o[ip[r]], _rows(target, ip[r]), c[r]
             fn = lambda x: attack_objective(model, x, xo_r, tg_r, c_r, kind, n_samples)[0]
-            if optimizer == 'adam': bx, bf = adam_rows(fn, x0[r], iterations, lr, clip_grad)
-            else: bx, bf = lbfgsb_rows(fn, x0[r], iterations, weights=1/(1 + cs.to(dev)[ik[r]]),
-                                       seed=seed if n_samples else None)
-            xs.append(bx); fs.append(bf)
-        x, f = torch.cat(xs), torch.cat(fs)
+            if optimizer == 'adam':
+                bx, bf = adam_rows(fn, x0[r], iterations, lr, clip_grad); n = torch.full_like(ik[r], iterations)
+            elif optimizer == 'scipy-lbfgsb':
+                bx, bf, nit = scipy_lbfgsb_rows(fn, x0[r], iterations, weights=1/(1 + cs.to(dev)[ik[r]]), seed=seed if n_samples else None)
+                n = torch.full_like(ik[r], nit)
+            else:
+                fi = lambda x, i: attack_objective(model, x, xo_r[i], _rows(tg_r, i), c_r[i], kind, n_samples)[0]
+                bx, bf, n, status = lbfgsb_batched(fi, x0[r], iterations, seed=seed if n_samples else None)
+                nonfinite += int((status == 5).sum())
+            xs.append(bx); fs.append(bf); ns.append(n)
+        x, f, n = torch.cat(xs), torch.cat(fs), torch.cat(ns)
         best = f.view(P, S, K).argmin(1)                                # best start of every (pair, C), (P, K)
-        x = x.view(P, S, K, *x.shape[1:])[torch.arange(P, device=dev)[:, None], best, torch.arange(K, device=dev)]
-        x = x.reshape(P*K, *x.shape[2:])                                 # rows (pair, C)
+        pick = lambda v: v.view(P, S, K, *v.shape[1:])[torch.arange(P, device=dev)[:, None], best, torch.arange(K, device=dev)]
+        x, n = pick(x).reshape(P*K, *x.shape[1:]), pick(n)             # rows (pair, C)
         jp = torch.arange(P, device=dev).repeat_interleave(K)           # pair of every (pair, C)
-        cc = cs.to(dev, x_o.dtype).repeat(P)                             # C of every (pair, C)
+        cc = cs.to(dev, dt).repeat(P)                                    # C of every (pair, C)
         parts = []
         with torch.no_grad():
             for a in range(0, P*K, chunk):
@@ -287,22 +439,25 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
                 parts.append(attack_objective(model, x[r], x_o[jp[r]], _rows(target, jp[r]), cc[r], kind, n_samples))
     obj, dist2, term = (torch.cat(t).view(P, K) for t in zip(*parts))
     return AttackResult(x_adv=x.view(P, K, *x.shape[1:]).detach(), objective=obj, dist2=dist2, term=term,
-                        cs=cs, x_o=x_o, x_t=x_t, kind=kind, optimizer=optimizer)
+                        cs=cs, x_o=x_o, x_t=x_t, kind=kind, optimizer=optimizer, steps=n, nonfinite=nonfinite)
+
 
 # %% ../nbs/05_attacks.ipynb #60cdd263
 @dataclass
 class TargetedAttack:
     "Hyper-parameters of a targeted attack on autoencoders (Gondim-Ribeiro et al.'s, L-BFGS-B by default); call it on `(model, x_o, x_t)`"
     cs: Optional[Sequence[float]] = None # C values; None: `default_c_grid()`, 0 and 50 log-spaced in 2^-20..2^20 (Gondim)
-    optimizer: str = 'lbfgsb'   # 'lbfgsb' (L-BFGS-B, one pair per scipy problem) or 'adam' (Gondim's default)
+    optimizer: str = 'lbfgsb'   # one of `OPTIMIZERS`: 'lbfgsb' (ours, batched), 'scipy-lbfgsb' (the reference) or 'adam' (Gondim's)
     iterations: int = 3000      # Adam steps / L-BFGS-B iterations (Gondim: 3000)
     lr: float = 1e-3            # Adam learning rate (Gondim: 1e-3)
     restarts: int = 0           # extra random starts per (pair, C) (ours; Gondim: none)
     init_scale: float = .1      # size of a random start relative to ‖x_o − x_t‖ (ours)
     n_samples: int = 0          # 0: deterministic (ours); k: average over k stochastic passes (Gondim: one sample)
     clip_grad: bool = True      # Adam: clip each row's gradient to norm 3, then entries to ±1 (Gondim)
-    chunk_size: Optional[int] = None # rows per optimisation; None: Adam all at once, L-BFGS-B one pair at a time
+    chunk_size: Optional[int] = None # rows per optimisation; None: `default_chunk`
     seed: int = 0               # seed of random starts and stochastic passes
+    dtype: Optional[torch.dtype] = None # the attack's dtype; None: the model's
+    memory_gb: float = 2.       # our L-BFGS-B: bound on the curvature pairs' memory
     kind = None                 # set by the subclasses: 'output' or 'latent'
 
     def __call__(self, model:nn.Module, # the autoencoder under attack
@@ -321,16 +476,20 @@ class LatentAttack(TargetedAttack):
     kind = 'latent'
 
 # %% ../nbs/05_attacks.ipynb #838f43f2
-def describe_attack(optimizer:str='lbfgsb',        # 'lbfgsb' or 'adam'
+def describe_attack(optimizer:str='lbfgsb',        # one of `OPTIMIZERS`
                     iterations:int=3000,           # `attack`'s iterations
                     lr:float=1e-3,                 # Adam's learning rate
                     chunk_size:Optional[int]=None, # `attack`'s chunk_size
                    ) -> str:
     "The optimiser of an attack and its budget in words, for the captions of tables and figures"
     _check(optimizer, OPTIMIZERS, 'optimizer')
+    name = OPTIMIZER_NAMES[optimizer]
     if optimizer == 'adam':
-        return f"{OPTIMIZER_NAMES[optimizer]} ({iterations} iterations, lr {lr:g}, Gondim's clipping{'' if chunk_size is None else f', {chunk_size} rows at a time'})"
-    return f"{OPTIMIZER_NAMES[optimizer]} (at most {iterations} iterations, {'one pair' if chunk_size is None else f'{chunk_size} rows'} per scipy problem)"
+        return f"{name} ({iterations} iterations, lr {lr:g}, Gondim's clipping{'' if chunk_size is None else f', {chunk_size} rows at a time'})"
+    if optimizer == 'scipy-lbfgsb':
+        return f"{name} (at most {iterations} iterations, {'one pair' if chunk_size is None else f'{chunk_size} rows'} per scipy problem)"
+    return f"{name} (at most {iterations} iterations per (pair, C), each its own problem, batched)"
+
 
 # %% ../nbs/05_attacks.ipynb #557fb1aa
 def sample_pairs(labels:list,          # label of every image of the split
