@@ -18,8 +18,8 @@ from .data import check_choice, fast_cpu_math
 # %% auto #0
 __all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'OPTIMIZER_NAMES', 'LBFGS_STATUS', 'default_c_grid', 'kl_diag_gaussians', 'frozen',
            'seeded', 'attack_target', 'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'scipy_lbfgsb_rows',
-           'lbfgsb_batched', 'restart_inits', 'AttackResult', 'model_device', 'default_chunk', 'attack',
-           'TargetedAttack', 'OutputAttack', 'LatentAttack', 'describe_attack', 'sample_pairs']
+           'lbfgsb_batched', 'restart_inits', 'AttackResult', 'model_device', 'cross_c_restarts', 'default_chunk',
+           'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack', 'describe_attack', 'sample_pairs']
 
 # %% ../nbs/05_attacks.ipynb #c784dbb9
 def default_c_grid(n:int=50,      # positive values (Gondim: 50)
@@ -352,6 +352,46 @@ def model_device(model:nn.Module, # a model
     p = next(model.parameters(), None)
     return p.device if p is not None else default.device
 
+def cross_c_restarts(model:nn.Module, # the attacked autoencoder (frozen)
+                     x:Tensor,         # the solutions, rows (pair, C): (P·K, C, H, W)
+                     steps:Tensor,     # steps behind them, (P, K)
+                     x_o:Tensor,       # originals (P, C, H, W)
+                     x_t:Tensor,       # targets (P, C, H, W)
+                     target,           # `attack_target` of the pairs
+                     cs:Tensor,        # the K values of C
+                     kind:str,         # 'output' or 'latent'
+                     n_samples:int=0,  # see `attack_term`
+                     iterations:int=3000, # L-BFGS-B iterations of a restarted row
+                     rounds:int=3,     # rounds at most
+                     chunk:Optional[int]=None, # rows per batched evaluation
+                     seed:int=0,       # stochastic passes: common random numbers
+                     rtol:float=1e-6,  # a candidate must lower a row's objective by this fraction
+                    ) -> tuple:
+    "Restart every (pair, C) row from the best of its pair's other solutions and its target where that is better: `(x, steps, non-finite rows)`"
+    P, K = steps.shape
+    chunk, nonfinite = chunk or P*K, 0
+    for _ in range(rounds):
+        cand = torch.cat([x.view(P, K, *x.shape[1:]), x_t[:, None]], 1).flatten(0, 1)  # (P·(K+1), ...): every solution, then the target
+        jp = torch.arange(P, device=x.device).repeat_interleave(K + 1)
+        with torch.no_grad():
+            term = torch.cat([attack_term(model, cand[a:a + chunk], _rows(target, jp[a:a + chunk]), kind, n_samples)
+                              for a in range(0, len(cand), chunk)]).view(P, 1, K + 1)
+        dist2 = (cand - x_o[jp]).pow(2).flatten(1).sum(1).view(P, 1, K + 1)
+        obj = cs.view(1, K, 1)*dist2 + term                              # row (p, k) at candidate j: (P, K, K+1)
+        obj = torch.where(torch.isfinite(obj), obj, torch.full_like(obj, math.inf))
+        own = obj.diagonal(dim1=1, dim2=2)                                # (P, K): each row at its own solution
+        best, j = obj.min(2)
+        rows = (best < own - rtol*own.abs()).flatten().nonzero().flatten()
+        if len(rows) == 0: break
+        p, k = rows // K, rows % K
+        start = cand.view(P, K + 1, *x.shape[1:])[p, j.flatten()[rows]]
+        fi = lambda xx, i: attack_objective(model, xx, x_o[p[i]], _rows(target, p[i]), cs[k[i]], kind, n_samples)[0]
+        for a in range(0, len(rows), chunk):
+            r = slice(a, a + chunk)
+            bx, bf, n, status = lbfgsb_batched(lambda xx, i: fi(xx, i + a), start[r], iterations, seed=seed if n_samples else None)
+            x[rows[r]] = bx; steps.view(-1)[rows[r]] += n; nonfinite += int((status == 5).sum())
+    return x, steps, nonfinite
+
 def default_chunk(optimizer:str,  # one of `OPTIMIZERS`
                   rows:int,       # rows of the attack, P·(1+restarts)·K
                   K:int,          # values of C (rows per start of a pair)
@@ -382,6 +422,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
            seed:int=0,               # seed of the random starts and of the stochastic passes
            dtype:Optional[torch.dtype]=None, # attack in this dtype (a copy of the model); None: the model's
            memory_gb:float=2.,       # our L-BFGS-B: bound on its curvature pairs' memory (sets the default chunk)
+           continuation:int=3,       # our L-BFGS-B: rounds of warm starts from the pair's other solutions and its target (`cross_c_restarts`); 0: off
           ) -> AttackResult:
     "Targeted `kind` attack of every pair (`x_o`, `x_t`) at every C in `cs`, solved as batched optimisations"
     _check(kind, ATTACK_KINDS, 'attack kind'); _check(optimizer, OPTIMIZERS, 'optimizer')
@@ -430,6 +471,9 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
         best = f.view(P, S, K).argmin(1)                                # best start of every (pair, C), (P, K)
         pick = lambda v: v.view(P, S, K, *v.shape[1:])[torch.arange(P, device=dev)[:, None], best, torch.arange(K, device=dev)]
         x, n = pick(x).reshape(P*K, *x.shape[1:]), pick(n)             # rows (pair, C)
+        if optimizer == 'lbfgsb' and continuation:
+            x, n, more = cross_c_restarts(model, x, n, x_o, x_t, target, cs.to(dev, dt), kind, n_samples, iterations, continuation, chunk, seed)
+            nonfinite += more
         jp = torch.arange(P, device=dev).repeat_interleave(K)           # pair of every (pair, C)
         cc = cs.to(dev, dt).repeat(P)                                    # C of every (pair, C)
         parts = []
@@ -458,6 +502,7 @@ class TargetedAttack:
     seed: int = 0               # seed of random starts and stochastic passes
     dtype: Optional[torch.dtype] = None # the attack's dtype; None: the model's
     memory_gb: float = 2.       # our L-BFGS-B: bound on the curvature pairs' memory
+    continuation: int = 3       # our L-BFGS-B: rounds of warm starts across C and from the target (`cross_c_restarts`)
     kind = None                 # set by the subclasses: 'output' or 'latent'
 
     def __call__(self, model:nn.Module, # the autoencoder under attack
