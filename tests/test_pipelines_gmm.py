@@ -80,5 +80,5 @@ def test_gmm_pipelines_reject_bad_options(tmp_path):
         run("06_classifier_robustness.ipynb", tmp_path, models="gmm-dbp,resnet")
     with pytest.raises(pm.PapermillExecutionError, match="cannot read eps 'x'"):
         run("06_classifier_robustness.ipynb", tmp_path, eps="0.1,x")
-    with pytest.raises(pm.PapermillExecutionError, match="fig6_pairs must look like"):
+    with pytest.raises(pm.PapermillExecutionError, match="fig6_pairs must be digit pairs like .9>7,4>9., got .9>9.: two different digits"):
         run("03_gmm_transition.ipynb", tmp_path, fig6_pairs="9>9")
