@@ -13,7 +13,7 @@ from torch import nn, Tensor
 import time
 
 from .attacks import AttackResult, OPTIMIZERS, OPTIMIZER_NAMES, attack, frozen, seeded, model_device
-from .data import check_choice, fast_cpu_math
+from .data import check_choice, check_finite, fast_cpu_math
 
 # %% auto #0
 __all__ = ['STRENGTH_TOL', 'dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim', 'claim_line',
@@ -27,6 +27,8 @@ def dd_points(d_norm,      # ‖d‖ of every attack, (..., K)
               dist_target, # D(x̂_t, x_t) of every pair, (...)
              ) -> tuple:
     "Gondim's normalised distortions `(x, y)`, each (..., K): x = ‖d‖/‖x_o − x_t‖, y = (D_adv − D_t)/(D_o − D_t)"
+    for name, v in (('d_norm', d_norm), ('ref_norm', ref_norm), ('dist_adv', dist_adv), ('dist_orig', dist_orig), ('dist_target', dist_target)):
+        check_finite(v, name)   # measured distances: a NaN here is a bug upstream, not a pair without points
     d_norm, dist_adv = np.asarray(d_norm, float), np.asarray(dist_adv, float)
     ref, d_o, d_t = (np.expand_dims(np.asarray(v, float), -1) for v in (ref_norm, dist_orig, dist_target))
     with np.errstate(divide='ignore', invalid='ignore'):
@@ -99,6 +101,7 @@ def recon_dist(model:nn.Module,   # the autoencoder
                chunk_size:Optional[int]=None, # rows per forward pass; None: all
               ) -> Tensor:
     "L2 distance ‖x̂(`x`) − `ref`‖ of every row, computed in float64, (B,)"
+    check_finite(x, 'x'); check_finite(ref, 'ref')
     chunk, out = chunk_size or len(x), []
     for a in range(0, len(x), chunk):
         xa, ra = x[a:a + chunk], ref[a:a + chunk]

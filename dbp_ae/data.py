@@ -14,8 +14,8 @@ from torch.utils.data import Dataset, DataLoader, BatchSampler, RandomSampler, S
 
 # %% auto #0
 __all__ = ['MNIST_FILES', 'SVHN_FILES', 'CELEBA_SPLITS', 'DATASETS', 'ImageTensorDataset', 'data_root', 'CorruptFileError',
-           'check_choice', 'load_dataset', 'seed_everything', 'collate_batch', 'make_loader', 'get_device',
-           'fast_cpu_math', 'set_threads', 'show_samples', 'data_summary']
+           'check_choice', 'load_dataset', 'check_finite', 'seed_everything', 'collate_batch', 'make_loader',
+           'get_device', 'fast_cpu_math', 'set_threads', 'show_samples', 'data_summary']
 
 # %% ../nbs/00_data.ipynb #06217523
 class ImageTensorDataset(Dataset):
@@ -177,6 +177,23 @@ def load_dataset(name:str,                   # one of `DATASETS`: mnist, mnist-s
     loader,splits = DATASETS[name]
     check_choice(split, splits, f'split for {name}')
     return loader(data_root(root), split, download=download, **kwargs)
+
+# %% ../nbs/00_data.ipynb #f1a2b3c5
+def check_finite(value,              # a tensor, an array, a number or a list of numbers
+                 name:str,           # the argument's name, for the message
+                 empty_ok:bool=True, # whether an empty `value` is accepted
+                ):
+    "`value` when every number in it is finite, else a `ValueError` naming `name` (a `TypeError` when it is not numbers)"
+    if isinstance(value, torch.Tensor):
+        n = value.numel()
+        bad = int((~torch.isfinite(value.detach())).sum()) if value.is_floating_point() or value.is_complex() else 0
+    else:
+        try: a = np.asarray(value, dtype=float)
+        except (TypeError, ValueError): raise TypeError(f"{name} must be numbers (a tensor or an array), got {type(value).__name__}") from None
+        n, bad = a.size, int((~np.isfinite(a)).sum())
+    if n == 0 and not empty_ok: raise ValueError(f"{name} is empty")
+    if bad: raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or inf) among {n}")
+    return value
 
 # %% ../nbs/00_data.ipynb #159bcfe9
 def seed_everything(seed:int=0 # seed for `random`, numpy and torch (CPU and CUDA)

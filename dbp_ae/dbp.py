@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from torch import nn, Tensor, autograd
 
-from .data import check_choice
+from .data import check_choice, check_finite
 
 # %% auto #0
 __all__ = ['ESTIMATORS', 'SCHEDULES', 'sq_norm_sum', 'sq_norm_hutchinson', 'sq_norm_exact', 'sq_norm_fd', 'jacobian_sq_norms',
@@ -210,6 +210,7 @@ def spectral_norms(y:Tensor,       # outputs (B, m), a function of `x`
                   ) -> Tensor:
     "Spectral norm ‖J_i‖₂ per sample by power iteration on J_iᵀJ_i (Jv by the double-VJP trick), shape (B,)"
     if n_iter < 1: raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    check_finite(x, 'x'); check_finite(y, 'y')
     u = torch.zeros_like(y, requires_grad=True)
     g, = autograd.grad(y, x, u, create_graph=True)                  # Jᵀu, linear in u
     v, s = _unit(_randn(x.shape, x, generator)), None
@@ -231,6 +232,7 @@ def gradient_metrics(model:nn.Module,   # any autoencoder of the package
                      seed:int=0,        # seed of the start vectors and projections
                     ) -> dict:
     "Batch means of the paper's gradient magnitude, the Frobenius and the spectral norm of ∂z/∂x and ∂x̂/∂x on `x`"
+    check_finite(x, 'x', empty_ok=False)
     training = model.training
     model.eval()
     try:

@@ -14,7 +14,7 @@ from torch import nn, Tensor
 from sklearn.mixture import GaussianMixture
 from sklearn import metrics as skm
 
-from .data import make_loader, get_device, check_choice, fast_cpu_math
+from .data import make_loader, get_device, check_choice, check_finite, fast_cpu_math
 
 # %% auto #0
 __all__ = ['COVARIANCE_TYPES', 'STEP_NORMS', 'codes_of', 'encode_dataset', 'fit_class_gmms', 'GMMClassifier', 'predict_dataset',
@@ -59,7 +59,8 @@ def fit_class_gmms(codes:np.ndarray,     # (N, d) codes, e.g. from `encode_datas
     check_choice(covariance_type, COVARIANCE_TYPES, 'covariance_type')
     codes,labels = np.asarray(codes, dtype=np.float64),np.asarray(labels)
     if codes.ndim != 2 or len(codes) != len(labels): raise ValueError(f"codes must be (N, d) with one label each; got codes {codes.shape}, labels {labels.shape}")
-    if not np.isfinite(codes).all(): raise ValueError("codes contain NaN or infinite values")
+    if len(codes) == 0: raise ValueError("codes is empty: no sample to fit the mixtures on")
+    check_finite(codes, 'codes')
     gmms = {}
     for c in np.unique(labels):
         zc = codes[labels == c]
@@ -107,6 +108,7 @@ class GMMClassifier(nn.Module):
     def log_density(self, z:Tensor # codes (B, d)
                    )->Tensor:
         "log p(`z` | c) for every class c: (B, C)"
+        check_finite(z, 'z')
         mu,P,ct = self.means, self.prec_chol, self.covariance_type
         diff = z[:, None, None, :] - mu[None]                                # (B, C, K, d)
         if ct == 'full':   y,logdet = torch.einsum('bckd,ckde->bcke', diff, P), P.diagonal(dim1=-2, dim2=-1).log().sum(-1)
@@ -120,6 +122,7 @@ class GMMClassifier(nn.Module):
     def forward(self, x:Tensor # images in [0, 1]
                )->Tensor:
         "Logits log p(e(`x`) | c) + log prior(c), (B, C); softmax of them is the paper's f(x)"
+        check_finite(x, 'x')
         return self.log_density(codes_of(self.model, x)) + self.log_priors
 
     @torch.no_grad()
@@ -194,6 +197,8 @@ def transition(clf:GMMClassifier, # classifier on an autoencoder (has `.model.re
               )->Transition:
     "Move `x` towards class `target` by `steps` normalised ascent steps on log f_target(x); records the whole path"
     check_choice(norm, STEP_NORMS, 'norm')
+    check_finite(x, 'x', empty_ok=False)
+    if not (isinstance(step_size, (int, float)) and math.isfinite(step_size) and step_size > 0): raise ValueError(f"step_size must be a finite number > 0, got {step_size!r}")
     if x.ndim == 3: x = x[None]
     classes = clf.classes
     target = torch.as_tensor(target, device=x.device).long().expand(len(x)).clone()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08a_reproduce.ipynb #dcd2f2be
 from __future__ import annotations
-import ast, hashlib, json, math, os, platform, sys, time
+import ast, difflib, hashlib, json, math, os, platform, sys, time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -13,14 +13,16 @@ from typing import Optional
 
 import dbp_ae
 from .data import data_root, MNIST_FILES, SVHN_FILES, DATASETS
+from .params import PARAMS, validate_params, notebook_defaults
 
 # %% auto #0
-__all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'PROFILES', 'PATH_PARAMS', 'PAPER', 'ITEM_TITLES', 'ITEM_FILES',
-           'PAPER_NOTES', 'profile_table', 'pipelines_dir', 'valid_names', 'select_pipelines', 'Task', 'parse_sets',
-           'plan', 'missing_data', 'code_hash', 'notebook_params', 'task_hash', 'stamp_path', 'read_stamp', 'is_done',
-           'fmt_s', 'versions', 'device_info', 'executed_path', 'run_task', 'reproduce', 'verdict', 'claims_table1',
-           'claims_fig4', 'claims_fig2', 'claims_table2', 'claims_points', 'claims_gmm', 'claims_table34',
-           'item_claims', 'write_report']
+__all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'PROFILES', 'SET_ELSEWHERE', 'PATH_PARAMS', 'PAPER',
+           'ITEM_TITLES', 'ITEM_FILES', 'PAPER_NOTES', 'profile_table', 'pipelines_dir', 'valid_names',
+           'select_pipelines', 'Task', 'parse_sets', 'check_sets', 'plan', 'check_notebooks', 'missing_data',
+           'code_hash', 'notebook_params', 'task_hash', 'stamp_path', 'read_stamp', 'is_done', 'fmt_s', 'versions',
+           'device_info', 'executed_path', 'run_task', 'reproduce', 'verdict', 'claims_table1', 'claims_fig4',
+           'claims_fig2', 'claims_table2', 'claims_points', 'claims_gmm', 'claims_table34', 'item_claims',
+           'write_report']
 
 # %% ../nbs/08a_reproduce.ipynb #45d91e3b
 PIPELINES = {
@@ -146,6 +148,8 @@ class Task:
     @property
     def folder(self): return Path(self.params['out_dir'])/('smoke' if self.params.get('smoke') else '')/self.dataset
 
+SET_ELSEWHERE = dict(dataset='--datasets', out_dir='--out', cache_dir='--cache-dir', data_dir='--data-dir', device='--device')
+
 def parse_sets(sets:Optional[list]=None # `KEY=VALUE` or `PIPELINE.KEY=VALUE` strings; values are Python literals, else strings
               )->list:
     "`(pipeline or None, key, value)` for each `--set` override"
@@ -155,9 +159,31 @@ def parse_sets(sets:Optional[list]=None # `KEY=VALUE` or `PIPELINE.KEY=VALUE` st
         if not eq or not k.strip(): raise ValueError(f"--set {s!r}: expected KEY=VALUE or PIPELINE.KEY=VALUE (e.g. epochs=5, 05_draw_attack.n_pairs=3)")
         pipe, _, key = k.strip().rpartition('.')
         if pipe and pipe not in PIPELINES: raise ValueError(f"--set {s!r}: unknown pipeline {pipe!r}; valid: {', '.join(PIPELINES)}")
+        if key in SET_ELSEWHERE: raise ValueError(f"--set {s!r}: {key} is not set with --set; use {SET_ELSEWHERE[key]}")
         try: v = ast.literal_eval(v.strip())
         except (ValueError, SyntaxError): v = v.strip()
         res.append((pipe or None, key, v))
+    return res
+
+def check_sets(overrides:list,  # `(pipeline or None, key, value)` from `parse_sets`
+               pipelines:list,  # the pipelines run
+              )->list:
+    "`(pipeline, key, value)` for each override and each pipeline run that has the key, each checked by `validate_params`"
+    res = []
+    for pipe, k, v in overrides:
+        where = [pipe] if pipe else [p for p in pipelines if k in PARAMS[p]]
+        if not where:
+            known = sorted({key for p in PARAMS.values() for key in p} - set(SET_ELSEWHERE))
+            owners = [p for p in PARAMS if k in PARAMS[p]]
+            if owners: raise ValueError(f"--set {k}={v!r}: {k} is a parameter of {', '.join(owners)}, none of which is run "
+                                        f"(pipelines run: {', '.join(pipelines)}); drop it or add them to --only")
+            near = difflib.get_close_matches(k, known, n=1)
+            raise ValueError(f"--set {k}={v!r}: no pipeline has a parameter {k!r}{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                             f"valid keys: {', '.join(known)}")
+        for p in where:
+            try: validate_params(p, {k: v})
+            except ValueError as e: raise ValueError(f"--set {(pipe + '.') if pipe else ''}{k}={v!r}: {e}") from None
+            res.append((p, k, v))
     return res
 
 def plan(profile:str='quick',         # one of `PROFILES`
@@ -180,16 +206,30 @@ def plan(profile:str='quick',         # one of `PROFILES`
         if bad or not ds: raise ValueError(f"unknown data set(s) {bad or datasets!r} in --datasets; valid: {', '.join(allowed)}")
     common = dict(seed=seed, out_dir=str(Path(out_dir).resolve()), cache_dir=str(Path(cache_dir or default_cache_dir()).resolve()),
                   data_dir=None if data_dir is None else str(Path(data_dir).expanduser().resolve()), device=device)
-    overrides = parse_sets(sets)
+    pipes = select_pipelines(only)
+    overrides = check_sets(parse_sets(sets), pipes)
     tasks = []
-    for p in select_pipelines(only):
+    for p in pipes:
         row = PROFILES[profile]['pipelines'][p]
         for d in (row['datasets'] if datasets is None else [d for d in ds if d in PIPELINES[p]['datasets']]):
             params = {**row['params'], **common, 'dataset': d}
             for pipe, k, v in overrides:
-                if pipe in (None, p): params[k] = v
+                if pipe == p: params[k] = v
+            try: validate_params(p, params)
+            except ValueError as e: raise ValueError(f"{e} (the {profile} profile with the --set overrides and options given)") from None
             tasks.append(Task(p, d, params, row['est']))
     return tasks
+
+def check_notebooks(tasks:list,  # from `plan`
+                    folder:Path, # the pipeline notebooks
+                   ):
+    "Check each task's parameters merged over its notebook's defaults (so rules tying two parameters see both); a `ValueError` on the first bad one"
+    for t in tasks:
+        nb = Path(folder)/f'{t.pipeline}.ipynb'
+        if not nb.exists(): continue   # reported when the task's turn comes
+        d = notebook_defaults(nb)
+        try: validate_params(t.pipeline, {**d, **{k: v for k, v in t.params.items() if k in d}})
+        except ValueError as e: raise ValueError(f"{t.name}: {e} (the notebook {nb} with the parameters of this run)") from None
 
 # %% ../nbs/08a_reproduce.ipynb #d073b1a6
 def missing_data(dataset:str,   # a data set name
@@ -340,6 +380,7 @@ def reproduce(profile:str='quick',        # smoke | quick | paper
     tasks = plan(profile, only, datasets, out_dir, data_dir, device, cache_dir, sets)
     every = plan(profile, None, datasets, out_dir, data_dir, device, cache_dir, sets)   # the report covers them all
     folder = pipelines_dir(folder)
+    check_notebooks(every, folder)   # every parameter of every notebook of the run, before anything runs
     out = Path(out_dir).resolve(); out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault('MPLBACKEND', 'Agg')
     log(f"dbp-ae reproduce: profile {profile} ({PROFILES[profile]['about']}); {len(tasks)} task(s); out {out}; "

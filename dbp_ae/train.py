@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #d4b3e304
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, time
+import contextlib, dataclasses, hashlib, json, math, os, socket, time, warnings
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -18,13 +18,14 @@ from .data import make_loader, seed_everything, get_device, check_choice, load_d
 from .vae import MLPVAE, MLPVAEConfig, ConvVAE, ConvVAEConfig
 from .draw import DRAW, DRAWConfig
 from .classifiers import MLP, MLPConfig, LeNet, LeNetConfig, CvNet, CvNetConfig
-from .dbp import dbp_loss, dbp_weight, gradient_metrics, ESTIMATORS
+from .dbp import dbp_loss, dbp_weight, gradient_metrics, ESTIMATORS, SCHEDULES
 
 # %% auto #0
-__all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'model_config', 'make_model', 'TrainConfig', 'config_hash',
-           'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic', 'load_checkpoint',
-           'TrainingDiverged', 'adam_options', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder',
-           'train_cached']
+__all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'model_config', 'make_model', 'TrainConfig', 'check_train_config',
+           'config_hash', 'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic',
+           'BadCheckpoint', 'tensor_checksum', 'with_checksum', 'load_checkpoint', 'set_aside', 'TrainingDiverged',
+           'adam_options', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder', 'lock_path',
+           'folder_lock', 'train_cached']
 
 # %% ../nbs/04_train.ipynb #96af3e55
 MODELS = {
@@ -72,8 +73,27 @@ class TrainConfig:
     schedule:str = 'second-half' # DBP schedule: 'constant', 'second-half', 'warmup'
     seed:int = 0                 # initialisation, data order and sampling noise
     grad_clip:Optional[float] = None # clip the gradient norm; None = off
+    def __post_init__(self): check_train_config(self)
     @property
     def dbp(self)->bool: return bool(self.lambda1 or self.lambda2)
+
+def _num_ok(v, lo, open_lo=False, integer=False)->bool:
+    "`v` is a finite number (an integer when `integer`; never a bool) >= `lo` (> `lo` when `open_lo`)"
+    if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or not math.isfinite(v): return False
+    return v > lo if open_lo else v >= lo
+
+def check_train_config(cfg)->None:
+    "Raise a `ValueError` naming the first field of `cfg` (a `TrainConfig`) that no run can have, and what it accepts"
+    for name, lo, open_lo, integer, what in (('epochs', 1, False, True, 'an integer >= 1'), ('batch_size', 1, False, True, 'an integer >= 1'),
+                                             ('lr', 0, True, False, 'a finite number > 0'), ('lambda1', 0, False, False, 'a finite number >= 0'),
+                                             ('lambda2', 0, False, False, 'a finite number >= 0'), ('n_proj', 1, False, True, 'an integer >= 1'),
+                                             ('seed', 0, False, True, 'an integer >= 0')):
+        v = getattr(cfg, name)
+        if not _num_ok(v, lo, open_lo, integer): raise ValueError(f"TrainConfig: {name} must be {what}, got {v!r}")
+    check_choice(cfg.estimator, ESTIMATORS, 'estimator')
+    check_choice(cfg.schedule, SCHEDULES, 'schedule')
+    if cfg.grad_clip is not None and not _num_ok(cfg.grad_clip, 0, open_lo=True):
+        raise ValueError(f"TrainConfig: grad_clip must be a finite number > 0 or None (off), got {cfg.grad_clip!r}")
 
 def config_hash(*parts)->str:
     "A short stable hash of JSON-serialisable `parts`"
@@ -125,11 +145,15 @@ class ForwardVia:
 
 # %% ../nbs/04_train.ipynb #2e5ccb4d
 def _replace_atomic(path:Path, write):
-    "Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`"
+    "Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`; a failed write removes the temporary file"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 def save_atomic(obj, path:Path):
     "`torch.save` `obj` to `path` atomically (temp file + rename)"
@@ -139,11 +163,51 @@ def write_json_atomic(obj, path:Path):
     "Write `obj` as JSON to `path` atomically"
     _replace_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str)))
 
+class BadCheckpoint(RuntimeError):
+    "A checkpoint file that does not load, or whose tensors do not match their checksum"
+
+def tensor_checksum(obj)->str:
+    "SHA-256 of every tensor in `obj` (nested dicts, lists, tuples), with its place, dtype and shape; other values are left out"
+    h = hashlib.sha256()
+    def walk(o, where):
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"{where}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+        elif isinstance(o, dict):
+            for k in sorted(o, key=str):
+                if k != 'checksum': walk(o[k], f"{where}/{k}")
+        elif isinstance(o, (list, tuple)):
+            for i, v in enumerate(o): walk(v, f"{where}/{i}")
+    walk(obj, '')
+    return h.hexdigest()
+
+def with_checksum(obj:dict)->dict:
+    "`obj` (a dict) with a `checksum` entry: `tensor_checksum` of its tensors"
+    return {**obj, 'checksum': tensor_checksum(obj)}
+
 def load_checkpoint(path:Path, map_location='cpu')->dict:
-    "Load a checkpoint written by `save_atomic` (`weights_only=True`)"
+    "Load a checkpoint written by `save_atomic` (`weights_only=True`), checking its checksum where it has one"
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path.resolve()}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise BadCheckpoint(f"checkpoint {path.resolve()} does not load ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                            "the file is damaged (a full disk or an interrupted copy): move it aside and train again") from e
+    if isinstance(ck, dict) and 'checksum' in ck and tensor_checksum(ck) != ck['checksum']:
+        raise BadCheckpoint(f"checkpoint {path.resolve()}: its tensors do not match their checksum (the file was altered or damaged); "
+                            "move it aside and train again")
+    return ck
+
+def set_aside(path:Path, why:str, log=print)->Path:
+    "Rename the bad file `path` to `path.bad-<time>` (never delete it) and say so with `why`; returns the new path"
+    path = Path(path)
+    dest = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    os.replace(path, dest)
+    msg = f"warning: {why}; moved it aside to {dest}"
+    warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    if log is not None: log(msg)
+    return dest
 
 # %% ../nbs/04_train.ipynb #bf01f83a
 class TrainingDiverged(RuntimeError):
@@ -155,6 +219,14 @@ def adam_options(device)->dict:
     "`fused=True` where torch has a fused Adam kernel for `device` (CPU since torch 2.4, CUDA): the same update in fewer passes"
     try: torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True); return dict(fused=True)
     except (RuntimeError, ValueError, TypeError): return {}
+
+def _resume_from(last:Path)->Optional[dict]:
+    "The checkpoint `last` when it loads; None when absent, or when damaged (then it is set aside and the run starts from scratch)"
+    if not last.exists(): return None
+    try: return load_checkpoint(last)
+    except BadCheckpoint as e:
+        set_aside(last, f"{e}; training starts from scratch")
+        return None
 
 def _to_float(d): return {k: float(v) for k,v in d.items()}
 
@@ -195,7 +267,7 @@ def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **adam_options(device))
     history,start = [],0
     last = Path(ckpt_dir)/'last.pt' if ckpt_dir is not None else None
-    ck = load_checkpoint(last) if last is not None and rank == 0 and last.exists() else None
+    ck = _resume_from(last) if last is not None and rank == 0 else None
     if comm is not None: ck = comm.broadcast(ck)  # every rank resumes from rank 0's checkpoint
     if ck is not None:
         model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt'])
@@ -244,7 +316,7 @@ def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, 
             if rngs is not None:
                 ck['rngs'] = [r for r,_ in rngs]
                 if cuda_rng is not None: ck['cuda_rngs'] = [r for _,r in rngs]
-            save_atomic(ck, last)
+            save_atomic(with_checksum(ck), last)
         if callback is not None: callback(epoch+1, history)
     return history
 
@@ -313,6 +385,76 @@ def cache_folder(model_name:str,     # one of `MODELS`
     if amp is not None: key['amp'] = check_choice(amp, AMP_DTYPES, 'amp')
     return Path(cache_dir or default_cache_dir())/f"{model_name}-{dataset}-{config_hash(key)}", key
 
+def _pid_alive(pid)->bool:
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, ValueError, TypeError, OverflowError): return True
+    return True
+
+def lock_path(folder:Path)->Path:
+    "The lock file of cache folder `folder`: `<folder>.lock` beside it"
+    folder = Path(folder)
+    return folder.with_name(folder.name + '.lock')
+
+@contextlib.contextmanager
+def folder_lock(folder:Path,                   # a cache folder
+                timeout:Optional[float]=None,  # seconds to wait for another holder; None: as long as it takes
+                poll:float=0.5,                # seconds between tries
+                log=print,                     # where the waiting and take-over messages go
+               ):
+    "Hold the lock of `folder` (an exclusive `flock` on `<folder>.lock`), waiting while another process holds it"
+    try: import fcntl
+    except ImportError:   # no flock (Windows): no lock; two processes may train the same model, safely (atomic writes)
+        yield None; return
+    path = lock_path(folder); path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, 'a+')
+    locked = False
+    try:
+        t0, said = time.time(), False
+        while True:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); locked = True; break
+            except BlockingIOError:
+                if not said:
+                    f.seek(0); holder = f.read().strip() or 'another process'
+                    log(f"waiting for {holder} (it holds {path}): it is training this model; its result will be loaded"); said = True
+                if timeout is not None and time.time() - t0 > timeout:
+                    raise TimeoutError(f"{path} still held after {timeout:g} s (by {holder}); if no such process runs, delete the file") from None
+                time.sleep(poll)
+        f.seek(0); prev = f.read().strip()
+        if prev:   # the holder did not release it: it was killed
+            try: pid = json.loads(prev).get('pid')
+            except (json.JSONDecodeError, AttributeError): pid = None
+            log(f"taking over the stale lock {path} left by {prev} ({'that process is gone' if pid is None or not _pid_alive(pid) else 'it no longer holds it'})")
+        f.seek(0); f.truncate()
+        f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S')))); f.flush()
+        yield path
+    finally:
+        if locked:
+            f.seek(0); f.truncate(); f.flush()
+            fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+def _load_done(folder:Path, log=print)->Optional[tuple]:
+    "`(state dict, history)` of the finished run in `folder`, or None; a damaged `model.pt` or `history.json` is set aside"
+    done, hist = folder/'model.pt', folder/'history.json'
+    if not done.exists(): return None
+    try: return load_checkpoint(done)['model'], json.loads(hist.read_text())
+    except (BadCheckpoint, json.JSONDecodeError, FileNotFoundError, KeyError, TypeError) as e:
+        why = e if isinstance(e, BadCheckpoint) else f"{hist} is unreadable ({type(e).__name__}: {e})"
+        for f in (done, hist):
+            if f.exists(): set_aside(f, f"the cached run in {folder} is unusable: {why}; it is trained again", log)
+        return None
+
+def _check_config(folder:Path, key:dict, log=print):
+    "Refuse a `folder` holding another run; an unreadable `config.json` is set aside"
+    cj = folder/'config.json'
+    if not cj.exists(): return
+    try: held = json.loads(cj.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        set_aside(cj, f"{cj} is unreadable ({e})", log); return
+    if held != json.loads(json.dumps(key, default=str)):
+        raise ValueError(f"{folder} holds another training run (its config.json differs from this one); choose another folder")
+
 def train_cached(model_name:str,     # one of `MODELS`
                  dataset:str,        # a name of `dbp_ae.data.DATASETS`
                  cfg:TrainConfig,    # the training run
@@ -327,21 +469,31 @@ def train_cached(model_name:str,     # one of `MODELS`
                  comm=None,          # distributed runs (see `fit`)
                  amp:Optional[str]=None, # see `fit`
                  loader_kwargs:Optional[dict]=None, # see `fit`
+                 lock_timeout:Optional[float]=None, # seconds to wait for another process training the same model; None: no limit
                 )->tuple:
     "`(model, history, folder)`: the trained model from the cache, trained now if absent"
+    if not isinstance(cfg, TrainConfig): raise TypeError(f"cfg must be a TrainConfig, not {type(cfg).__name__}")
     cached, key = cache_folder(model_name, dataset, cfg, model_cfg, n_train, cache_dir, amp)
     model_cfg, folder = key['model_cfg'], Path(folder) if folder is not None else cached
     main = comm is None or comm.rank == 0
-    if main and (folder/'config.json').exists() and json.loads((folder/'config.json').read_text()) != json.loads(json.dumps(key, default=str)):
-        raise ValueError(f"{folder} holds another training run (its config.json differs from this one); choose another folder")
-    done = folder/'model.pt'
-    got = (load_checkpoint(done)['model'], json.loads((folder/'history.json').read_text())) if main and done.exists() else None
-    if comm is not None: got = comm.broadcast(got)  # rank 0's answer: the folder need not be shared
-    if got is not None:
+    def from_cache():
+        if main: _check_config(folder, key)
+        got = _load_done(folder) if main else None
+        if comm is not None: got = comm.broadcast(got)  # rank 0's answer: the folder need not be shared
+        if got is None: return None
         model = make_model(model_name, **model_cfg)
         model.load_state_dict(got[0])
         if progress and main: print(f"cached: {model_name} on {dataset} ({'DBP' if cfg.dbp else 'plain'}) from {folder}")
         return model.to(get_device(device)), got[1], folder
+    res = from_cache()
+    if res is not None: return res
+    with folder_lock(folder, timeout=lock_timeout) if main else contextlib.nullcontext():
+        res = from_cache()   # trained by another process while this one waited
+        if res is not None: return res
+        return _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, device, progress, train_ds, n_train, comm, amp, loader_kwargs)
+
+def _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, device, progress, train_ds, n_train, comm, amp, loader_kwargs):
+    main = comm is None or comm.rank == 0
     if main: write_json_atomic(key, folder/'config.json')
     ds = train_ds if train_ds is not None else load_dataset(dataset, 'train', root=data_dir)
     if n_train is not None: ds = type(ds)(ds.images[:n_train], ds.labels[:n_train], ds.name, ds.classes)
@@ -351,7 +503,7 @@ def train_cached(model_name:str,     # one of `MODELS`
     history = fit(model, ds, cfg, ckpt_dir=folder, device=device, progress=progress, comm=comm, amp=amp, loader_kwargs=loader_kwargs)
     if main:
         write_json_atomic(history, folder/'history.json')
-        save_atomic(dict(model={k: v.cpu() for k,v in model.state_dict().items()}, config=json.dumps(key), seconds=time.time()-t0,
-                         world_size=comm.world_size if comm is not None else 1), done)
+        save_atomic(with_checksum(dict(model={k: v.cpu() for k,v in model.state_dict().items()}, config=json.dumps(key), seconds=time.time()-t0,
+                                       world_size=comm.world_size if comm is not None else 1)), folder/'model.pt')
         (folder/'last.pt').unlink(missing_ok=True)
     return model, history, folder

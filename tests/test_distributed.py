@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,10 +16,6 @@ N, B = 256, 32  # 256 digits; per-rank batch B, global batch 2B: 4 steps an epoc
 CFG = dict(epochs=2, batch_size=2 * B, lambda1=1.0, lambda2=1.0, schedule="constant", estimator="sum")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _noise_of_mu(mu, logvar):
@@ -28,20 +23,29 @@ def _noise_of_mu(mu, logvar):
     return mu + torch.exp(0.5 * logvar) * torch.sin(1000 * mu.detach())
 
 
-def _train(rank, world, port, out):
+def _train(rank, world, rendezvous, out):
     "Train the tiny VAE with DBP as rank `rank` of `world` (1: one process, no group); rank 0 saves the weights"
-    torch.set_num_threads(1)
     import dbp_ae.vae
+    threads, reparameterize = torch.get_num_threads(), dbp_ae.vae.reparameterize
+    torch.set_num_threads(1)
+    dbp_ae.vae.reparameterize = _noise_of_mu
+    try:
+        _train_patched(rank, world, rendezvous, out)
+    finally:   # the one-process run happens in the test's own process: leave it as it was
+        torch.set_num_threads(threads)
+        dbp_ae.vae.reparameterize = reparameterize
+
+
+def _train_patched(rank, world, rendezvous, out):
     from dbp_ae.data import load_dataset
     from dbp_ae.train import TrainConfig, fit, make_model, _dist_sampler
-    dbp_ae.vae.reparameterize = _noise_of_mu
     ds = load_dataset("mnist-sample", "test")
     ds = type(ds)(ds.images[:N], ds.labels[:N], "tiny")
     cfg = TrainConfig(**CFG)
     comm, kw = None, {}
     if world > 1:
         from dbp_ae.distributed import Comm
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)   # a file: no port to race for
         comm = Comm("cpu")
     else:  # one process, batch 2B, dealt the same permutation the ranks share (a DistributedSampler of one replica)
         kw = dict(sampler_fn=lambda e: _dist_sampler(ds, 1, 0, cfg.seed, e))
@@ -56,9 +60,13 @@ def _train(rank, world, port, out):
 
 def test_two_ranks_equal_one_process(tmp_path):
     t0 = time.time()
+    import dbp_ae.vae
+    before = (torch.get_num_threads(), dbp_ae.vae.reparameterize)
+    assert before[1] is not _noise_of_mu
     _train(0, 1, None, tmp_path / "one")
+    assert (torch.get_num_threads(), dbp_ae.vae.reparameterize) == before   # the patch and the thread count were restored
     t1 = time.time()
-    mp.spawn(_train, args=(2, _free_port(), tmp_path / "two"), nprocs=2)
+    mp.spawn(_train, args=(2, tmp_path / "rendezvous", tmp_path / "two"), nprocs=2)
     t2 = time.time()
     one = torch.load(tmp_path / "one.0", weights_only=True)
     two = [torch.load(tmp_path / f"two.{r}", weights_only=True) for r in (0, 1)]
@@ -84,7 +92,7 @@ TRAIN = ["train", "--model", "vae", "--dataset", "mnist-sample", "--model-cfg", 
 
 def _torchrun(out, **kw):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",   # the agent binds a free port itself: no race
            "-m", "dbp_ae.distributed", *TRAIN, "--out", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw)
 

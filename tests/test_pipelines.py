@@ -7,13 +7,13 @@ import pytest
 
 from dbp_ae.data import load_dataset
 
-from pipeline_runner import run  # tests/ is on sys.path under pytest
+from pipeline_runner import run, check_output  # tests/ is on sys.path under pytest
 
 
 def test_reconstruction_smoke(tmp_path):
     out = run("01_reconstruction.ipynb", tmp_path, dataset="mnist-sample", models="vae,draw-attn")
     for f in ("table1.csv", "table1.md", "fig4.png", "fig4.pdf", "table1_metrics.json"):
-        assert (out / f).stat().st_size > 0, f
+        check_output(out / f)
     m = json.loads((out / "table1_metrics.json").read_text())
     assert m["smoke"] is True and set(m["models"]) == {"vae", "draw-attn"}
     for r in m["models"].values():
@@ -50,7 +50,7 @@ def check_auddc(r, n_pairs, n_c):
 def test_vae_gradients_smoke(tmp_path):
     out = run("02_vae_gradients.ipynb", tmp_path, dataset="mnist-sample")
     for f in ("fig2.png", "fig2.pdf", "fig2.csv", "fig2.md", "fig2_metrics.json"):
-        assert (out / f).stat().st_size > 0, f
+        check_output(out / f)
     m = json.loads((out / "fig2_metrics.json").read_text())
     assert m["smoke"] is True and m["model"] == "vae" and len(m["cs"]) == 5 and m["cs"][0] == 0
     labels = load_dataset("mnist-sample", "test").labels.tolist()
@@ -69,7 +69,7 @@ def test_vae_attack_smoke(tmp_path):
     files = ["table2_vae.csv", "table2_vae.md", "dd_points_vae.csv", "strength_vae.csv", "table2_vae_metrics.json"]
     files += [f"{f}.{e}" for f in ("dd_curves_vae", "fig5_vae_output", "fig5_vae_latent") for e in ("png", "pdf")]
     for f in files:
-        assert (out / f).stat().st_size > 0, f
+        check_output(out / f)
     m = json.loads((out / "table2_vae_metrics.json").read_text())
     assert m["smoke"] is True and m["model"] == "vae" and len(m["pairs"]) == 2 and len(m["cs"]) == 5
     labels = load_dataset("mnist-sample", "test").labels.tolist()
@@ -96,7 +96,7 @@ def test_draw_attack_smoke(tmp_path):
     files = ["table2_draw.csv", "table2_draw.md", "dd_points_draw.csv", "table2_draw_metrics.json"]
     files += [f"{f}.{e}" for f in ("dd_curves_draw", "fig1", "fig5_draw_output", "fig5_draw_latent") for e in ("png", "pdf")]
     for f in files:
-        assert (out / f).stat().st_size > 0, f
+        check_output(out / f)
     m = json.loads((out / "table2_draw_metrics.json").read_text())
     assert m["smoke"] is True and m["strength_check"] is None and m["attack_too_weak"] is None
     assert list(m["variants"]) == ["draw-attn", "draw:lstm=16"]
@@ -123,7 +123,7 @@ def test_draw_attack_smoke(tmp_path):
 def test_draw_attack_celeba_smoke(tmp_path, data_dir):
     out = run("05_draw_attack.ipynb", tmp_path, dataset="celeba", data_dir=str(data_dir))
     for f in ("table2_draw.csv", "table2_draw.md", "fig1.png", "fig5_draw_output.png", "dd_curves_draw.png", "table2_draw_metrics.json"):
-        assert (out / f).stat().st_size > 0, f
+        check_output(out / f)
     m = json.loads((out / "table2_draw_metrics.json").read_text())
     assert m["dataset"] == "celeba" and len(m["variants"]) >= 2
     assert all(v["config"]["in_shape"] == [3, 64, 64] for v in m["variants"].values())

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from dbp_ae.cli import main
+from pipeline_runner import check_output  # tests/ is on sys.path under pytest
 
 
 def cmd(*args):
@@ -68,7 +69,7 @@ def test_smoke_killed_then_resumed(tmp_path, capsys):
     second = json.loads(stamp2.read_text())
     assert second["models_trained"] == [] and second["params"]["cache_dir"] == str(cache.resolve())
     for f in ("table1.md", "table1_metrics.json", "fig4.png", "fig2.png", "fig2_metrics.json"):
-        assert (folder / f).stat().st_size > 0, f
+        check_output(folder / f)
     rep = (out / "REPORT.md").read_text()
     assert rep.startswith("# Reproduction report (smoke profile)") and "Smoke run" in rep
     assert "| table1 | mnist-sample | rendered |" in rep and "| fig2 | mnist-sample | rendered |" in rep
