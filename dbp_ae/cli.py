@@ -9,10 +9,11 @@ from typing import Optional
 
 from .data import data_summary, data_root
 from .reproduce import PROFILES, reproduce, valid_names, profile_table
+from . import report
 from .distributed import add_train_command
 
 # %% auto #0
-__all__ = ['cmd_data', 'cmd_reproduce', 'build_parser', 'main']
+__all__ = ['cmd_data', 'report_only', 'cmd_reproduce', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #b2804e38
 def cmd_data(args)->int:
@@ -25,12 +26,31 @@ def cmd_data(args)->int:
         print(f"  {r['dataset']:<{w}} {r['split']:<5} " + (f"{r['n']:>6} images of {r['shape']}" if r['status']=='ok' else f"not available: {r['status']}"))
     return 0
 
+def report_only(out:str,                   # the output tree to judge
+                readme:Optional[str]=None, # a README whose "Results at a glance" block is rewritten too
+               )->int:
+    "Re-judge the outputs in `out` and rewrite `out/REPORT.md` (and `readme`'s results) without running anything; 1 on a broken link, 2 on bad input"
+    if not report.find_runs(out):
+        print(f"dbp-ae reproduce --report-only: error: no metrics files under {out}: give --out the folder a run wrote (e.g. figures)", file=sys.stderr)
+        return 2
+    p = report.write_report(out)
+    print(f"report: {p}")
+    try:
+        if readme: print(f"{readme}: results {'rewritten' if report.update_readme(out, readme) else 'already current'}")
+    except (ValueError, FileNotFoundError) as e:
+        print(f"dbp-ae reproduce --report-only: error: {e}", file=sys.stderr); return 2
+    bad = report.broken_links(p) + (report.broken_links(readme) if readme else [])
+    for b in bad: print(f"broken link: {b}", file=sys.stderr)
+    return 1 if bad else 0
+
 def cmd_reproduce(args)->int:
     "Run `dbp_ae.reproduce.reproduce` with the command line's options; 2 on bad input"
     if args.list:
         for name in PROFILES: print(f"profile {name}: {PROFILES[name]['about']}\n{profile_table(name).to_string()}\n")
         print("items and pipelines (--only):", ', '.join(valid_names()))
         return 0
+    if args.report_only: return report_only(args.out, args.readme)
+    if args.readme: print("dbp-ae reproduce: --readme goes with --report-only", file=sys.stderr); return 2
     try:
         return reproduce(args.profile, only=args.only, out_dir=args.out, data_dir=args.data_dir, device=args.device, force=args.force,
                          datasets=args.datasets, cache_dir=args.cache_dir, sets=args.set, quiet=args.quiet)
@@ -59,6 +79,8 @@ def build_parser()->argparse.ArgumentParser:
     r.add_argument('--cache-dir', default=None, help='trained models (default: $DBP_AE_CACHE, else ~/.cache/dbp_ae/models)')
     r.add_argument('--set', action='append', default=None, metavar='[PIPELINE.]KEY=VALUE', help='override a pipeline parameter (repeatable), e.g. --set epochs=10 --set 05_draw_attack.n_pairs=3')
     r.add_argument('--quiet', action='store_true', help="hide the notebooks' own output")
+    r.add_argument('--report-only', action='store_true', help='re-judge the outputs already in --out and rewrite its REPORT.md; runs nothing')
+    r.add_argument('--readme', default=None, metavar='README', help='with --report-only: also rewrite the "Results at a glance" block of this README')
     r.add_argument('--list', action='store_true', help='show the profiles and the valid --only names, run nothing')
     r.set_defaults(func=cmd_reproduce)
     add_train_command(sub)   # `dbp-ae train`: one model, one process or under torchrun (dbp_ae.distributed)

@@ -169,7 +169,7 @@ PARAMS = {
                                      models=_text(names_list(CLASSIFIER_ROWS, 'model'), f"'auto' or rows among {', '.join(CLASSIFIER_ROWS)}, comma-separated"),
                                      **TRAIN_PARAMS, **GMM_PARAMS,
                                      eps=_text(lambda v: check_eps(v, empty_ok=True), "'' or budgets like '0.1,0.2' or '2/255,8/255', each in (0, 1]"),
-                                     pgd_steps=_int(1), n_eval=_int(1, none=True), autoattack=_FLAG, aa_iter=_int(1), aa_restarts=_int(1),
+                                     pgd_steps=_int(1), pgd_restarts=_int(0), pgd_loss=_choice('margin', 'ce'), n_eval=_int(1, none=True), autoattack=_FLAG, aa_iter=_int(1), aa_restarts=_int(1),
                                      square_queries=_int(0), black_box_attack=_choice('fgsm', 'pgd'), audit=_FLAG,
                                      audit_steps_factor=_int(1), audit_restarts=_int(0),
                                      large_eps=_text(check_eps, "budgets like '0.5,1', each in (0, 1]"), **RUN_PARAMS),

@@ -14,15 +14,13 @@ from typing import Optional
 import dbp_ae
 from .data import data_root, MNIST_FILES, SVHN_FILES, DATASETS
 from .params import PARAMS, validate_params, notebook_defaults
+from . import report
 
 # %% auto #0
-__all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'PROFILES', 'SET_ELSEWHERE', 'PATH_PARAMS', 'PAPER',
-           'ITEM_TITLES', 'ITEM_FILES', 'PAPER_NOTES', 'profile_table', 'pipelines_dir', 'valid_names',
-           'select_pipelines', 'Task', 'parse_sets', 'check_sets', 'plan', 'check_notebooks', 'missing_data',
-           'code_hash', 'notebook_params', 'task_hash', 'stamp_path', 'read_stamp', 'is_done', 'fmt_s', 'versions',
-           'device_info', 'executed_path', 'run_task', 'reproduce', 'verdict', 'claims_table1', 'claims_fig4',
-           'claims_fig2', 'claims_table2', 'claims_points', 'claims_gmm', 'claims_table34', 'item_claims',
-           'write_report']
+__all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'PROFILES', 'SET_ELSEWHERE', 'PATH_PARAMS', 'profile_table',
+           'pipelines_dir', 'valid_names', 'select_pipelines', 'Task', 'parse_sets', 'check_sets', 'plan',
+           'check_notebooks', 'missing_data', 'code_hash', 'notebook_params', 'task_hash', 'stamp_path', 'read_stamp',
+           'is_done', 'fmt_s', 'versions', 'device_info', 'executed_path', 'run_task', 'reproduce', 'write_report']
 
 # %% ../nbs/08a_reproduce.ipynb #45d91e3b
 PIPELINES = {
@@ -62,7 +60,7 @@ PROFILES = {
         about=f"mnist-sample (4,000 training / 1,000 test digits) on the CPU in about 15 minutes on 2 cores: the paper's VAE and "
               f"DRAW with attention (package defaults) trained {QUICK_EPOCHS} epochs at batch {QUICK_BATCH} (paper 20 epochs at 128); DRAW without attention and the other "
               f"DRAW variants left out; attacks on fewer pairs, C values and iterations; attack-strength check "
-              f"on the VAE only; no AutoAttack. A preview, not the paper's scale",
+              f"on the VAE only; classifiers attacked on 100 images by PGD with 100 steps, 3 restarts and the margin loss (as strong as AutoAttack on the GMM, which is left out for time). A preview, not the paper's scale",
         pipelines={
             '01_reconstruction':        dict(datasets=['mnist-sample'], est=400,
                                              params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, models='vae,draw-attn', n_eval=1000, n_grad=32)),
@@ -75,9 +73,9 @@ PROFILES = {
                                              params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, variants='draw-attn', n_pairs=4, n_c=10,
                                                          iterations=250, strength_check=False)),
             '03_gmm_transition':        dict(datasets=['mnist-sample'], est=40, params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, clf_epochs=3)),
-            '06_classifier_robustness': dict(datasets=['mnist-sample'], est=80,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, clf_epochs=3, pgd_steps=20, n_eval=200, autoattack=False,
-                                                         audit_steps_factor=2, audit_restarts=1)),
+            '06_classifier_robustness': dict(datasets=['mnist-sample'], est=200,
+                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, clf_epochs=3, pgd_steps=100, pgd_restarts=3, pgd_loss='margin',
+                                                         n_eval=100, autoattack=False, audit_steps_factor=2, audit_restarts=3)),
         }),
     'paper': dict(
         about="the notebooks' defaults, i.e. the paper's settings (20 epochs, 20 pairs, 50 values of C, 3,000 attack iterations, "
@@ -353,7 +351,7 @@ def run_task(task:Task,         # what to run
                         progress_bar=False, stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr)
     stamp = dict(pipeline=task.pipeline, dataset=task.dataset, hash=task_hash(task, nb_path), params=task.params, dropped=dropped,
                  seconds=time.time() - t0, cpu_seconds=_children_cpu() - cpu0, started=started, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                 device=device_info(task.params.get('device')), versions=versions(), executed=str(executed),
+                 device=device_info(task.params.get('device')), versions=versions(), commit=report.git_commit(), executed=str(executed),
                  models_trained=sorted(_model_folders(task.params['cache_dir']) - before))
     missing = [f for f in PIPELINES[task.pipeline]['outputs'] if not (task.folder/f).exists()]
     if missing: raise RuntimeError(f"{task.name} ran but did not write {', '.join(missing)} in {task.folder}")
@@ -428,298 +426,24 @@ def reproduce(profile:str='quick',        # smoke | quick | paper
         (''.join(f"\n  not rendered: {n}: {r['status']}: {r['reason']}" for n, r in bad.items())) + f"\nreport: {out/'REPORT.md'}")
     return 0 if not bad else 1
 
-# %% ../nbs/08a_reproduce.ipynb #fc5b412b
-PAPER = dict(vae_grad=(131.874, 7.356), vae_rec=(2.771, 2.796), clean={'mlp': 97.84, 'lenet': 99.37, 'cvnet': 91.14},
-             gmm={'mnist': 95.28, 'mnist-sample': 95.28, 'svhn': 83.8})
-
-def verdict(flags:list, # one bool per case (None: not checkable, left out)
-            partial:Optional[list]=None, # per case: partly true
-           )->str:
-    "reproduced when every case holds, partly when some (or `partial`) do, not otherwise; n/a without cases"
-    fl = [f for f in flags if f is not None]
-    if not fl: return 'n/a'
-    if all(fl): return 'reproduced'
-    return 'partly' if any(fl) or any(partial or []) else 'not'
-
-def claims_table1(m:dict)->list:
-    "`(claim, verdict, evidence)` lines from `table1_metrics.json`"
-    rows, ok, half, ev = [], [], [], []
-    for name, r in m['models'].items():
-        g, c = r['grad_x_ratio'], r['rec_error_change']
-        a, b = g >= 10, abs(c) <= .10
-        ok.append(a and b); half.append(a or b)
-        ev.append(f"{name}: gradient magnitude {r['plain']['grad_x']:.3g} -> {r['dbp']['grad_x']:.3g} ({g:.1f}x), "
-                  f"reconstruction error {r['plain']['rec_error']:.3f} -> {r['dbp']['rec_error']:.3f} ({100 * c:+.1f}%)")
-    rows.append(("Table 1: DBP cuts the gradient magnitude >= 10x at a reconstruction error within 10%", verdict(ok, half), '; '.join(ev)))
-    big = [r['grad_x_ratio'] >= 50 for r in m['models'].values()]
-    v = 'reproduced' if sum(big) > len(big) / 2 else 'partly' if any(big) else 'not'
-    rows.append(("Table 1: most models reach about 1/100 of the gradient without DBP (>= 50x)", v,
-                 ', '.join(f"{n} {r['grad_x_ratio']:.1f}x" for n, r in m['models'].items())))
-    return rows
-
-def claims_fig4(m:dict)->list:
-    "From `table1_metrics.json`: the reconstructions with DBP are about as good"
-    ch = {n: r['rec_error_change'] for n, r in m['models'].items()}
-    return [("Fig. 4: reconstructions with DBP about as good as without (error within 10%; partly: 25%)",
-             verdict([abs(c) <= .10 for c in ch.values()], [abs(c) <= .25 for c in ch.values()]),
-             ', '.join(f"{n} {100 * c:+.1f}%" for n, c in ch.items()))]
-
-def claims_fig2(m:dict)->list:
-    "From `fig2_metrics.json`"
-    p, d = m['models']['plain'], m['models']['dbp']
-    g, c = m['grad_x_ratio'], d['rec_error'] / p['rec_error'] - 1
-    return [("Fig. 2: gradient magnitude falls >= 10x (paper 131.874 -> 7.356) at a reconstruction error within 10% (paper 2.771 vs 2.796)",
-             verdict([g >= 10 and abs(c) <= .1], [g >= 10 or abs(c) <= .1]),
-             f"{p['grad_x']:.3f} -> {d['grad_x']:.3f} ({g:.1f}x), {p['rec_error']:.3f} -> {d['rec_error']:.3f} ({100 * c:+.1f}%)"),
-            ("Fig. 2: the attack moves the DBP reconstruction less (higher output distortion y at the shown attack)",
-             verdict([d['y'] > p['y']]), f"y = {p['y']:.3f} (no DBP) vs {d['y']:.3f} (DBP); pair AUDDC {p['auddc']:.3f} vs {d['auddc']:.3f}")]
-
-def _auddc_rows(m:dict)->dict:
-    "`{row label: {'plain': summary, 'dbp': summary}}` from a table2 metrics file (VAE or DRAW)"
-    if 'variants' in m: return {f"{v} {k}": r for v, vr in m['variants'].items() for k, r in vr['auddc'].items()}
-    return {f"{m.get('model', 'vae')} {k}": r for k, r in m['auddc'].items()}
-
-def claims_table2(ms:list)->list:
-    "From the `table2_*_metrics.json` files present"
-    sig, up, ev = [], [], []
-    for m in ms:
-        for label, r in _auddc_rows(m).items():
-            p, d = r['plain'], r['dbp']
-            se = math.sqrt((p.get('sem') or 0) ** 2 + (d.get('sem') or 0) ** 2)
-            sig.append(d['mean'] - p['mean'] > 2 * se); up.append(d['mean'] > p['mean'])
-            ev.append(f"{label}: {p['mean']:.3f} -> {d['mean']:.3f}" + (" (significant)" if sig[-1] else ""))
-    weak = [m.get('attack_too_weak') for m in ms if m.get('attack_too_weak') is not None]
-    note = ('; attack-strength check: ' + ('a stronger attack lowered AUDDC by more than 0.02: the default attack is too weak' if any(weak)
-            else 'a stronger attack did not lower AUDDC by more than 0.02') if weak else '; attack-strength check not run')
-    kinds = {'DRAW' if 'variants' in m else 'VAE' for m in ms}
-    if len(kinds) == 1: note += f"; {kinds.pop()} rows only: the other rows were not rendered for this data set"
-    return [("Table 2: DBP raises AUDDC in every row (by more than 2 combined standard errors)", verdict(sig, up), '; '.join(ev) + note)]
-
-def claims_points(name:str, points:dict)->list:
-    "Figs. 1 and 5: `points` maps keys ending in `plain`/`dbp` (or holding them) to `{'y': ...}`"
-    pairs = {}
-    for k, v in points.items():
-        parts = k.split('/')
-        run = next(p for p in parts if p in ('plain', 'dbp'))
-        pairs.setdefault('/'.join(p for p in parts if p != run), {})[run] = v['y']
-    flags = [v['dbp'] > v['plain'] for v in pairs.values() if {'plain', 'dbp'} <= set(v)]
-    v = 'n/a' if not flags else 'reproduced' if all(flags) else 'partly' if sum(flags) >= len(flags) / 2 else 'not'
-    return [(f"{name}: the attacked DBP model's output stays farther from the target (higher y at the shown attack)", v,
-             f"{sum(flags)} of {len(flags)} shown attacks")]
-
-def claims_gmm(m:dict, dataset:str)->list:
-    "From `gmm_metrics.json`: the clean accuracy, Fig. 3 and Fig. 6 (read by a plain classifier, the `judge`, when it ran)"
-    rows, nan = [], float('nan')
-    acc, paper = 100 * m['accuracy']['dbp'], PAPER['gmm'].get(dataset)
-    if paper: rows.append((f"Encoder(DBP)+GMM clean accuracy near the paper's {paper}% (within 1 point; partly: 5)",
-                           verdict([acc >= paper - 1], [acc >= paper - 5]), f"{acc:.2f}% (plain encoder + GMM: {100 * m['accuracy']['plain']:.2f}%)"))
-    f = m.get('fig3')
-    if isinstance(f, dict) and 'p_target_end' in f:
-        s, e, tgt, seen = f['p_target_start'], f['p_target_end'], f.get('target_class', 7), f.get('judge_label_end')
-        ok = e >= .5 and e > s and (seen is None or seen == tgt)
-        ev = f"GMM p({tgt}) {s:.3f} -> {e:.3f}" + (f"; a plain {f.get('judge')} reads the last image as {seen} (p({tgt}) = {f.get('judge_p_target_end', nan):.3f})"
-                                                    if seen is not None else "; no plain classifier read the image (judge off)")
-        rows.append((f"Fig. 3: the transition turns the {f.get('source_class', 9)} itself into a {tgt} (GMM p({tgt}) ends >= 0.5 and a plain "
-                     f"classifier reads the image as {tgt}; partly: p({tgt}) only rises)", verdict([ok], [e > s]), ev))
-    f6 = m.get('fig6')
-    if isinstance(f6, dict) and f6:
-        flags, part, ev = [], [], []
-        for g, r in f6.items():
-            tgt = int(g.split('>')[1])
-            d, p = r.get('dbp', {}), r.get('plain', {})
-            if 'judge_label_end' in d:
-                flags.append(d['judge_label_end'] == tgt and p.get('judge_label_end') != tgt); part.append(d['judge_label_end'] == tgt)
-                ev.append(f"{g}: read as {p.get('judge_label_end')} (no DBP) / {d['judge_label_end']} (DBP)")
-            else: ev.append(f"{g}: GMM p(target) {p.get('p_target_end', nan):.2f} (no DBP) / {d.get('p_target_end', nan):.2f} (DBP), no judge")
-        rows.append(("Fig. 6: with DBP the transition changes the digit (a plain classifier reads the target), without DBP it does not",
-                     verdict(flags, part), '; '.join(ev)))
-    return rows
-
-def claims_table34(m:dict)->list:
-    "From `table34_metrics.json`: clean accuracies, white-box robustness (Table 3), black-box (Table 4), the audit"
-    t3, rows = m['table3'], []
-    cl = {k: 100 * v['clean'] for k, v in t3.items() if k in PAPER['clean']}
-    if cl: rows.append(("Table 3: clean accuracy of the classifiers near the paper's (within 1 point; partly: 5)",
-                        verdict([cl[k] >= PAPER['clean'][k] - 1 for k in cl], [cl[k] >= PAPER['clean'][k] - 5 for k in cl]),
-                        ', '.join(f"{k} {cl[k]:.2f}% (paper {PAPER['clean'][k]}%)" for k in cl)))
-    if 'gmm-dbp' in t3:
-        g, others = t3['gmm-dbp'], {k: v for k, v in t3.items() if k != 'gmm-dbp'}
-        eps = [e for e in g.get('pgd', {}) if all(e in v.get('pgd', {}) for v in others.values())]
-        # an eps where every model is at 0 says nothing: left out
-        flags = [all(g['pgd'][e] > v['pgd'][e] for v in others.values()) if max([g['pgd'][e]] + [v['pgd'][e] for v in others.values()]) > 0
-                 else None for e in eps]
-        rows.append(("Table 3: Encoder(DBP)+GMM keeps a higher accuracy than every classifier under white-box PGD, at every eps",
-                     verdict(flags), '; '.join(f"eps {e}: GMM {100 * g['pgd'][e]:.1f}% vs " + ', '.join(f"{k} {100 * v['pgd'][e]:.1f}%" for k, v in others.items()) for e in eps)))
-        bb = [a for src in m.get('table4', {}).values() for a in src.values()]
-        if bb:
-            c = g['clean']
-            rows.append(("Table 4: black-box examples hardly hurt Encoder(DBP)+GMM (accuracy >= 80% of its clean accuracy; partly: 50%)",
-                         verdict([min(bb) >= .8 * c], [min(bb) >= .5 * c]), f"lowest {100 * min(bb):.1f}% vs clean {100 * c:.1f}%"))
-    a = m.get('audit')
-    if isinstance(a, dict): rows.append(("Gradient-masking audit (accuracy falls to ~0 as eps grows, black-box not above white-box, AutoAttack)",
-                                         'passed' if a.get('passed') else 'failed', str(a.get('verdict', ''))))
-    return rows
-
-# %% ../nbs/08a_reproduce.ipynb #f12c5e23
-ITEM_TITLES = {
-    'table1': "Table 1: reconstruction error and gradient magnitude, without and with DBP",
-    'fig1': "Fig. 1: targeted attack on DRAW, without vs with DBP (a 1 attacked towards a 0)",
-    'fig2': "Fig. 2: attack on the VAE without vs with DBP; gradient magnitudes and reconstruction errors",
-    'fig3': "Fig. 3: transition 9 -> 7 by the GMM classifier on a DBP encoder",
-    'fig4': "Fig. 4: reconstructions without vs with DBP",
-    'fig5': "Fig. 5: attack grid, VAE and DRAW, without vs with DBP",
-    'fig6': "Fig. 6: transitions, AE without DBP + GMM vs AE with DBP + GMM",
-    'table2': "Table 2: AUDDC of the latent and output attacks (higher = more robust)",
-    'table3': "Table 3: accuracy under white-box FGSM and PGD",
-    'table4': "Table 4: accuracy of Encoder(DBP)+GMM on black-box examples",
-}
-ITEM_FILES = {  # item -> files shown: images (.png) are linked, tables (.md) included
-    'table1': ['table1.md'], 'fig4': ['fig4.png'], 'fig2': ['fig2.png', 'fig2.md'], 'fig1': ['fig1.png'],
-    'table2': ['table2_vae.md', 'table2_draw.md', 'dd_curves_vae.png', 'dd_curves_draw.png'],
-    'fig5': ['fig5_vae_output.png', 'fig5_vae_latent.png', 'fig5_draw_output.png', 'fig5_draw_latent.png'],
-    'fig3': ['fig3.png'], 'fig6': ['fig6.png'], 'table3': ['gmm.md', 'table3.md'], 'table4': ['table4.md'],
-}
-PAPER_NOTES = {
-    'table1': "Paper: on the VAE of Fig. 2 the gradient magnitude falls 131.874 -> 7.356 (17.9x) at reconstruction error 2.771 vs 2.796; "
-              "\"most models reach about 1/100\" of the gradient without DBP. The table's other values were lost in the paper's text extraction.",
-    'fig2': "Paper: gradient magnitude 131.874 (no DBP) vs 7.356 (DBP), reconstruction error 2.771 vs 2.796.",
-    'table2': "Paper: the AUDDC values were lost in the paper's text extraction; the claim is that DBP raises them.",
-    'table3': "Paper: clean accuracy MLP 97.84%, LeNet 99.37% (MNIST), CvNet 91.14% (SVHN); Encoder(DBP)+GMM 95.28% (MNIST), 83.8% (SVHN). "
-              "The accuracies under attack were lost in the paper's text extraction.",
-    'table4': "Paper: the values were lost in the paper's text extraction; the claim is that black-box examples hardly fool Encoder(DBP)+GMM.",
-    'fig1': "Paper: without DBP the reconstruction of the attacked 1 turns into a 0; with DBP it stays a 1.",
-    'fig3': "Paper: with a DBP encoder the image itself turns from a 9 into a 7 while p(7) rises.",
-    'fig4': "Paper: DBP leaves the reconstructions about as good.",
-    'fig5': "Paper: with DBP the adversarial reconstructions stay near the original.",
-    'fig6': "Paper: with DBP the transitions change the digit; without DBP only noise appears.",
-}
-
-def _load(folder:Path, name:str)->Optional[dict]:
-    p = folder/name
-    try: return json.loads(p.read_text()) if p.exists() else None
-    except json.JSONDecodeError: return None
-
-def item_claims(item:str, folder:Path, dataset:str)->list:
-    "The claim lines of `item` from the metrics files in `folder`"
-    try:
-        if item in ('table1', 'fig4'):
-            m = _load(folder, 'table1_metrics.json')
-            return [] if m is None else (claims_table1 if item == 'table1' else claims_fig4)(m)
-        if item == 'fig2':
-            m = _load(folder, 'fig2_metrics.json'); return [] if m is None else claims_fig2(m)
-        if item == 'table2':
-            ms = [m for m in (_load(folder, 'table2_vae_metrics.json'), _load(folder, 'table2_draw_metrics.json')) if m]
-            return claims_table2(ms) if ms else []
-        if item == 'fig1':
-            m = _load(folder, 'table2_draw_metrics.json')
-            return [] if m is None else claims_points('Fig. 1', {k: m['fig1'][k] for k in ('plain', 'dbp') if k in m['fig1']})
-        if item == 'fig5':
-            pts = {}
-            for f in ('table2_vae_metrics.json', 'table2_draw_metrics.json'):
-                m = _load(folder, f)
-                if m: pts.update({f"{f}/{k}": v for k, v in m.get('fig5_points', {}).items()})
-            return claims_points('Fig. 5', pts) if pts else []
-        if item in ('fig3', 'fig6'):
-            m = _load(folder, 'gmm_metrics.json')
-            if m is None: return []
-            rows = claims_gmm(m, dataset)
-            mine = [r for r in rows if r[0].startswith(f"Fig. {item[-1]}")]
-            if item == 'fig3': mine = [r for r in rows if r[0].startswith('Encoder')] + mine
-            return mine or [(f"Fig. {item[-1]}: a visual claim", 'n/a', 'gmm_metrics.json holds no numbers for it: look at the image')]
-        if item in ('table3', 'table4'):
-            m = _load(folder, 'table34_metrics.json')
-            if m is None: return []
-            rows = claims_table34(m)
-            return [r for r in rows if not r[0].startswith('Table 4')] if item == 'table3' else [r for r in rows if r[0].startswith('Table 4')]
-    except (KeyError, TypeError, ValueError, ZeroDivisionError, StopIteration) as e:
-        return [(f"{item}: claims", 'n/a', f"the metrics file does not have the expected fields ({type(e).__name__}: {e})")]
-    return []
-
-# %% ../nbs/08a_reproduce.ipynb #94406577
-def _item_body(item, folder:Path, dataset:str, rel, body:list, tally:dict)->list:
-    "Append `item`'s claim lines (counted in `tally`) and its files in `folder` (images linked as `rel/…`) to `body`; the claims"
-    claims = item_claims(item, folder, dataset)
-    for c, v, e in claims:
-        body.append(f"- **{v}** — {c}: {e}")
-        tally[v] = tally.get(v, 0) + 1
-    if claims: body.append("")
-    for f in ITEM_FILES[item]:
-        if not (folder/f).exists(): continue
-        body += [f"![{f}]({rel}/{f})", ""] if f.endswith('.png') else [(folder/f).read_text().strip(), ""]
-    return claims
-
+# %% ../nbs/08a_reproduce.ipynb #fc5b412c
 def write_report(out:Path,       # the output folder of the run
                  profile:str,    # the profile run
                  tasks:list,     # every task of the profile (`plan`), run now or not
                  records:dict,   # task name -> what happened in this run (tasks not run: their stamps are shown if present)
                  log=print,
                 )->Path:
-    "Write `out/REPORT.md`: every figure and table, the paper's numbers next to ours, a verdict per claim; returns its path"
-    records = dict(records)
-    out = Path(out)
-    by_pipe = {}
-    for t in tasks: by_pipe.setdefault(t.pipeline, []).append(t)
-    stamps = {}
-    for t in tasks:   # rendered in this run, or before it (tasks this run did not ask for)
-        r = records.get(t.name)
-        stamps[t.name] = read_stamp(t) if r is None or r['status'] in ('rendered', 'done before') else None
-        if r is None and stamps[t.name] is None:
-            why = missing_data(t.dataset, t.params.get('data_dir'))
-            records[t.name] = dict(status='not run', reason=why or f"not asked for in this run (`--only {t.pipeline.split('_')[0]}` renders it)")
-    dev = next((s['device'] for s in stamps.values() if s), None)
-    L = [f"# Reproduction report ({profile} profile)", "",
-         f"Written by `dbp-ae reproduce --profile {profile}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
-         f"Profile: {PROFILES[profile]['about']}.", ""]
-    if profile == 'smoke': L += ["**Smoke run: tiny models and attacks. The numbers and verdicts below check that the pipelines run; "
-                                 "they say nothing about the paper.**", ""]
-    L += ["Verdict rules: see `dbp_ae.reproduce` (nbs/08a_reproduce.ipynb); in short: Table 1 / Fig. 2 reproduced when the gradient "
-          "magnitude falls >= 10x with the reconstruction error within 10%; Table 2 when DBP's mean AUDDC is above the plain one by more "
-          "than 2 combined standard errors in every row; GMM and classifier accuracies within 1 point of the paper's; Figs. 1, 2, 5 when "
-          "the attacked DBP model's output distortion is higher; Fig. 3 when p(target) ends >= 0.5.", "",
-          "## Summary", "", "| item | data set | status | wall time (pipeline) | verdicts |", "| --- | --- | --- | --- | --- |"]
-    body, tally = [], {}
-    other_dirs = sorted(d for d in out.iterdir() if d.is_dir() and d.name in DATASETS) if out.exists() else []
-    for item, pipes in ITEMS.items():
-        body += [f"## {ITEM_TITLES[item]}", "", PAPER_NOTES[item], ""]
-        ts = [t for p in pipes for t in by_pipe.get(p, [])]
-        others = [d for d in other_dirs if d.name not in {t.dataset for t in ts} and any((d/f).exists() for f in ITEM_FILES[item])]
-        for d in others:   # rendered in `out` by running the pipeline notebooks directly: judged by the same rules
-            body += [f"### {d.name} (`{d.name}/`, rendered outside `dbp-ae reproduce`: the settings stand in each table's first line)", ""]
-            claims = _item_body(item, d, d.name, d.name, body, tally)
-            L.append(f"| {item} | {d.name} | rendered outside this run | - | {', '.join(v for _, v, _ in claims) or '-'} |")
-        if not ts:
-            if not others:
-                body += [f"Not rendered: not asked for in this run (`dbp-ae reproduce --profile {profile} --only {item}` renders it).", ""]
-                L.append(f"| {item} | - | not rendered: not asked for | - | - |")
-            continue
-        for ds in dict.fromkeys(t.dataset for t in ts):
-            dts = [t for t in ts if t.dataset == ds]
-            done = [t for t in dts if stamps[t.name]]
-            folder = dts[0].folder
-            rel = folder.relative_to(out) if folder.is_relative_to(out) else folder
-            why = [f"{t.pipeline}: {records[t.name]['reason']}" for t in dts if not stamps[t.name]]
-            secs = sum(stamps[t.name]['seconds'] for t in done)
-            body.append(f"### {ds}" + (f" (`{rel}/`)" if done else ''))
-            body.append("")
-            if not done:
-                body += [f"Not rendered: {'; '.join(why)}", ""]
-                L.append(f"| {item} | {ds} | not rendered | - | - |"); continue
-            if why: body += [f"Partly rendered; missing: {'; '.join(why)}", ""]
-            claims = _item_body(item, folder, ds, rel, body, tally)
-            for t in done:
-                s = stamps[t.name]
-                body.append(f"*{t.pipeline}: {fmt_s(s['seconds'])} ({fmt_s(s.get('cpu_seconds', float('nan')))} CPU) on {s['device']}, finished {s['finished']}, "
-                            f"{len(s.get('models_trained', []))} model(s) trained in that run; executed notebook `{Path(s['executed']).name}` in runs/; "
-                            f"parameters: {', '.join(f'{k}={v!r}' for k, v in s['params'].items() if k not in PATH_PARAMS)}*")
-            body.append("")
-            L.append(f"| {item} | {ds} | {'rendered' if not why else 'partly rendered'} | {fmt_s(secs)} | "
-                     f"{', '.join(v for _, v, _ in claims) or '-'} |")
-    L += ["", "Verdicts: " + (', '.join(f"{n} {v}" for v, n in sorted(tally.items())) or 'none') + ".", ""]
-    vs = versions()
-    L += ["## Machine and versions", "", f"- device: {dev or device_info(tasks[0].params.get('device') if tasks else None)}",
-          f"- {platform.platform()}", "- " + ', '.join(f"{k} {v}" for k, v in vs.items()),
-          f"- pipeline wall times (CPU time of the notebook's kernel in brackets): " +
-          ', '.join(f"{n} {fmt_s(s['seconds'])} ({fmt_s(s.get('cpu_seconds', float('nan')))})" for n, s in stamps.items() if s), ""]
-    p = out/'REPORT.md'
-    p.write_text('\n'.join(L + body) + '\n')
-    return p
+    "Write `out/REPORT.md` (`dbp_ae.report`) with this run's tasks and why any is not rendered; its path"
+    notes, lines = {}, ["## Tasks of this run", "", "| task | items | status | wall time |", "| --- | --- | --- | --- |"]
+    for t in tasks:
+        r, s = records.get(t.name), read_stamp(t)
+        if r is None: r = dict(status='done before') if s else dict(status='not run', reason=missing_data(t.dataset, t.params.get('data_dir')) or
+                                                                     f"not asked for in this run (`--only {t.pipeline.split('_')[0]}` renders it)")
+        if r['status'] not in ('rendered', 'done before'):
+            for item in PIPELINES[t.pipeline]['items']: notes.setdefault(item, []).append(f"{t.dataset}: {t.pipeline}: {r['reason']}")
+        lines.append(f"| {t.name} | {', '.join(PIPELINES[t.pipeline]['items'])} | {r['status']}" + (f": {r['reason']}" if r.get('reason') else '') +
+                     f" | {fmt_s(s['seconds']) if s and r['status'] in ('rendered', 'done before') else '-'} |")
+    about = f"Profile {profile}: {PROFILES[profile]['about']}." + (" **Smoke run: tiny models and attacks. The numbers and verdicts below check that "
+                                                                  "the pipelines run; they say nothing about the paper.**" if profile == 'smoke' else '')
+    return report.write_report(out, about=about, notes=notes, command=f"dbp-ae reproduce --profile {profile}", extra=lines + [""],
+                               title=f"Reproduction report ({profile} profile)")

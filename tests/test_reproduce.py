@@ -11,6 +11,7 @@ import pytest
 
 from dbp_ae.cli import main
 from pipeline_runner import check_output  # tests/ is on sys.path under pytest
+from dbp_ae import report
 
 
 def cmd(*args):
@@ -72,15 +73,17 @@ def test_smoke_killed_then_resumed(tmp_path, capsys):
         check_output(folder / f)
     rep = (out / "REPORT.md").read_text()
     assert rep.startswith("# Reproduction report (smoke profile)") and "Smoke run" in rep
-    assert "| table1 | mnist-sample | rendered |" in rep and "| fig2 | mnist-sample | rendered |" in rep
-    assert "| fig3 | mnist-sample | not rendered |" in rep and "03_gmm_transition: not asked for in this run" in rep
+    assert "| 01_reconstruction[mnist-sample] | table1, fig4 | done before |" in rep and "| 02_vae_gradients[mnist-sample] | fig2 | rendered |" in rep
+    assert "| Table 1 | `smoke/mnist-sample` · vae: **preview (would be: " in rep        # a smoke run is never evidence
+    assert "| Fig. 3 | not rendered: mnist-sample: 03_gmm_transition: not asked for in this run" in rep
     assert "![fig4.png](smoke/mnist-sample/fig4.png)" in rep and "![fig2.png](smoke/mnist-sample/fig2.png)" in rep
-    assert "Table 1: DBP cuts the gradient magnitude" in rep and "131.874" in rep
+    assert "DBP cuts the gradient magnitude at about the same reconstruction error" in rep and "131.874" in rep
+    assert report.broken_links(out / "REPORT.md") == []
 
     code, o, _ = run_here(capsys, *args)           # everything rendered: skipped, exit 0
     assert code == 0 and o.count("already rendered with the same settings") == 2, o
     code, o, _ = run_here(capsys, *args, "--only", "fig2")   # a run asking for less: the report keeps what was rendered before
-    assert code == 0 and "01_reconstruction" not in o and "| table1 | mnist-sample | rendered |" in (out / "REPORT.md").read_text()
+    assert code == 0 and "01_reconstruction" not in o and "| Table 1 | `smoke/mnist-sample` · vae: **preview" in (out / "REPORT.md").read_text()
 
 
 def test_unknown_names_fail_with_the_valid_ones(tmp_path, capsys):
@@ -109,6 +112,8 @@ def test_missing_data_is_skipped_with_the_fix(tmp_path, capsys):
     assert "SKIPPED (data missing): celeba: missing img_align_celeba, list_eval_partition.txt" in o
     assert "0 of 2 task(s) rendered" in o
     rep = (tmp_path / "out" / "REPORT.md").read_text()
-    assert "| table1 | mnist | not rendered |" in rep and "| table1 | celeba | not rendered |" in rep
-    assert "Not rendered: 01_reconstruction: mnist: missing" in rep
-    assert "| fig3 | mnist | not rendered |" in rep and "03_gmm_transition: mnist: missing" in rep   # the tasks not asked for: why
+    row = next(l for l in rep.splitlines() if l.startswith("| Table 1 |"))
+    assert row.startswith("| Table 1 | not rendered: mnist: 01_reconstruction: mnist: missing train-images-idx3-ubyte") and "celeba: 01_reconstruction: celeba: missing" in row, row
+    assert "| 01_reconstruction[mnist] | table1, fig4 | skipped: mnist: missing" in rep
+    row = next(l for l in rep.splitlines() if l.startswith("| Fig. 3 |"))
+    assert row.startswith("| Fig. 3 | not rendered: mnist: 03_gmm_transition: mnist: missing"), row   # the tasks not asked for: why

@@ -1,0 +1,70 @@
+"""REPORT.md and the README's results: rendered from the committed outputs in figures/, links that exist, a README that is current, and `--report-only` that runs nothing."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dbp_ae import report
+from dbp_ae.claims import judge_folder, MASKING, PREVIEW, REPRODUCED, NOT_RENDERED
+from dbp_ae.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES, README = ROOT / "figures", ROOT / "README.md"
+
+
+def test_report_links_exist():
+    "Every relative link and image of figures/REPORT.md and of the README points at a file that is there"
+    assert report.broken_links(FIGURES / "REPORT.md") == []
+    assert report.broken_links(README) == []
+
+
+def test_broken_link_is_caught(tmp_path):
+    "A report whose image was deleted fails the link check (the check above can fail)"
+    tree = tmp_path / "figures"
+    shutil.copytree(FIGURES / "mnist", tree / "mnist")
+    p = report.write_report(tree)
+    assert report.broken_links(p) == []
+    (tree / "mnist" / "fig3.png").unlink()
+    assert report.broken_links(p) == ["mnist/fig3.png"]
+
+
+def test_readme_results_current():
+    "The README's 'Results at a glance' block is what the metrics in figures/ give now (regenerate: dbp-ae reproduce --report-only --out figures --readme README.md)"
+    assert report.readme_current(FIGURES, README), "README results are stale: run dbp-ae reproduce --report-only --out figures --readme README.md"
+
+
+def test_report_current():
+    "figures/REPORT.md is what --report-only renders from figures/ now (the header's commit and the provenance lines aside)"
+    keep = lambda t: [l for l in t.splitlines() if not l.startswith(("Rendered by", "*run `"))]
+    assert keep((FIGURES / "REPORT.md").read_text()) == keep(report.render_report(FIGURES))
+
+
+def test_committed_verdicts():
+    "The verdicts of issue 14's cases on the committed outputs: per family, previews not evidence, a failed audit never a win"
+    mnist = {(c.item, c.family): c for c in judge_folder(FIGURES / "mnist", "mnist")}
+    assert mnist[("table2", "vae")].verdict == REPRODUCED
+    assert mnist[("table3", "gmm-dbp")].verdict != REPRODUCED     # 96.68% vs the paper's 95.28%: the tolerance is two-sided
+    sample = {(c.item, c.family): c for c in judge_folder(FIGURES / "mnist-sample", "mnist-sample")}
+    assert sample[("table2", "vae")].verdict == PREVIEW and sample[("table2", "draw-attn")].would_be == "not reproduced"
+    assert sample[("table3", "gmm-dbp vs mlp")].verdict == MASKING   # the quick profile's audit failed
+    svhn = {(c.item, c.family): c for c in judge_folder(FIGURES / "svhn", "svhn")}
+    assert svhn[("table3", "gmm-dbp")].would_be == "not reproduced" and "47.00%" in svhn[("table3", "gmm-dbp")].evidence
+    tree = {(c.item, c.family, c.dataset): c.verdict for _, _, c in report.judge_tree(FIGURES)}
+    assert tree[("table2", "draw-attn", "mnist")] == NOT_RENDERED and tree[("table2", "draw", "mnist")] == NOT_RENDERED
+
+
+def test_report_only_runs_nothing(tmp_path, capsys, monkeypatch):
+    "--report-only re-judges a copy of figures/ without executing any notebook, and rewrites a README's block"
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("--report-only ran a notebook"))
+    tree = tmp_path / "figures"
+    shutil.copytree(FIGURES, tree, ignore=shutil.ignore_patterns("REPORT.md"))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{report.README_START}\nstale\n{report.README_END}\n")
+    code = main(["reproduce", "--report-only", "--out", str(tree), "--readme", str(readme)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert (tree / "REPORT.md").exists() and not (tree / "runs").exists()
+    assert "rewritten" in out.out and "stale" not in readme.read_text() and report.readme_current(tree, readme)
+    assert main(["reproduce", "--report-only", "--out", str(tmp_path / "empty")]) == 2
+    assert "no metrics files under" in capsys.readouterr().err
