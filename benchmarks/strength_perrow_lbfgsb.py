@@ -15,9 +15,9 @@ for p in [1, 8, 0, 2, 3, 4, 5, 6, 7, 9]:
     for dbp in (False, True):
         m, _ = b.table1_vae('mnist', dbp=dbp)
         t0 = time.time()
-        xs = torch.stack([attack(m, xo, xt, kind, cs=cs[k:k+1], optimizer='lbfgsb', iterations=3000).x_adv[0, 0] for k in range(len(cs))])
+        xs = torch.stack([attack(m, xo, xt, kind, cs=cs[k:k+1], optimizer='scipy-lbfgsb', iterations=3000).x_adv[0, 0] for k in range(len(cs))])
         r = AttackResult(x_adv=xs[None], objective=torch.zeros(1, len(cs)), dist2=torch.zeros(1, len(cs)), term=torch.zeros(1, len(cs)),
-                         cs=torch.as_tensor(cs), x_o=xo, x_t=xt, kind=kind, optimizer='lbfgsb')
+                         cs=torch.as_tensor(cs), x_o=xo, x_t=xt, kind=kind, optimizer='scipy-lbfgsb')
         a = attack_auddc(m, r)
         res[f"{p}/{'dbp' if dbp else 'plain'}"] = dict(auddc=float(a['auddc'][0]), seconds=time.time() - t0)
         print(p, 'dbp' if dbp else 'plain', a['auddc'][0], time.time() - t0, flush=True)

@@ -149,9 +149,9 @@ def stronger_attacks(optimizer:str='lbfgsb', # the checked attack's optimiser
     "The attack-strength check's variants of an attack, `{name: overrides of attack's arguments}`"
     check_choice(optimizer, OPTIMIZERS, 'optimizer')
     if factor < 1 or restarts < 1: raise ValueError(f"factor and restarts must be >= 1, got {factor} and {restarts}")
-    other = 'adam' if optimizer == 'lbfgsb' else 'lbfgsb'
+    others = {o: dict(optimizer=o, **({} if o == 'adam' else {'chunk_size': None})) for o in OPTIMIZERS if o != optimizer}
     return {f'{factor}x iterations': dict(iterations=factor*iterations),
-            OPTIMIZER_NAMES[other]: dict(optimizer=other, **({'chunk_size': None} if other == 'lbfgsb' else {})),
+            **{OPTIMIZER_NAMES[o]: over for o, over in others.items()},
             f'{restarts} restarts': dict(restarts=restarts)}
 
 def attack_strength(model:nn.Module,       # the attacked autoencoder
