@@ -366,6 +366,7 @@ def cross_c_restarts(model:nn.Module, # the attacked autoencoder (frozen)
                      chunk:Optional[int]=None, # rows per batched evaluation
                      seed:int=0,       # stochastic passes: common random numbers
                      rtol:float=1e-6,  # a candidate must lower a row's objective by this fraction
+                     ftol:Optional[float]=None, # `lbfgsb_batched`'s ftol for the restarted rows
                     ) -> tuple:
     "Restart every (pair, C) row from the best of its pair's other solutions and its target where that is better: `(x, steps, non-finite rows)`"
     P, K = steps.shape
@@ -388,7 +389,7 @@ def cross_c_restarts(model:nn.Module, # the attacked autoencoder (frozen)
         fi = lambda xx, i: attack_objective(model, xx, x_o[p[i]], _rows(target, p[i]), cs[k[i]], kind, n_samples)[0]
         for a in range(0, len(rows), chunk):
             r = slice(a, a + chunk)
-            bx, bf, n, status = lbfgsb_batched(lambda xx, i: fi(xx, i + a), start[r], iterations, seed=seed if n_samples else None)
+            bx, bf, n, status = lbfgsb_batched(lambda xx, i: fi(xx, i + a), start[r], iterations, ftol=ftol, seed=seed if n_samples else None)
             x[rows[r]] = bx; steps.view(-1)[rows[r]] += n; nonfinite += int((status == 5).sum())
     return x, steps, nonfinite
 
@@ -423,6 +424,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
            dtype:Optional[torch.dtype]=None, # attack in this dtype (a copy of the model); None: the model's
            memory_gb:float=2.,       # our L-BFGS-B: bound on its curvature pairs' memory (sets the default chunk)
            continuation:int=3,       # our L-BFGS-B: rounds of warm starts from the pair's other solutions and its target (`cross_c_restarts`); 0: off
+           ftol:Optional[float]=1e-5, # our L-BFGS-B: a row stops when a step lowers its objective by less than this fraction; None: 10·machine ε
           ) -> AttackResult:
     "Targeted `kind` attack of every pair (`x_o`, `x_t`) at every C in `cs`, solved as batched optimisations"
     _check(kind, ATTACK_KINDS, 'attack kind'); _check(optimizer, OPTIMIZERS, 'optimizer')
@@ -464,7 +466,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
                 n = torch.full_like(ik[r], nit)
             else:
                 fi = lambda x, i: attack_objective(model, x, xo_r[i], _rows(tg_r, i), c_r[i], kind, n_samples)[0]
-                bx, bf, n, status = lbfgsb_batched(fi, x0[r], iterations, seed=seed if n_samples else None)
+                bx, bf, n, status = lbfgsb_batched(fi, x0[r], iterations, ftol=ftol, seed=seed if n_samples else None)
                 nonfinite += int((status == 5).sum())
             xs.append(bx); fs.append(bf); ns.append(n)
         x, f, n = torch.cat(xs), torch.cat(fs), torch.cat(ns)
@@ -472,7 +474,7 @@ def attack(model:nn.Module,          # the autoencoder: `reconstruct`, `encode`,
         pick = lambda v: v.view(P, S, K, *v.shape[1:])[torch.arange(P, device=dev)[:, None], best, torch.arange(K, device=dev)]
         x, n = pick(x).reshape(P*K, *x.shape[1:]), pick(n)             # rows (pair, C)
         if optimizer == 'lbfgsb' and continuation:
-            x, n, more = cross_c_restarts(model, x, n, x_o, x_t, target, cs.to(dev, dt), kind, n_samples, iterations, continuation, chunk, seed)
+            x, n, more = cross_c_restarts(model, x, n, x_o, x_t, target, cs.to(dev, dt), kind, n_samples, iterations, continuation, chunk, seed, ftol=ftol)
             nonfinite += more
         jp = torch.arange(P, device=dev).repeat_interleave(K)           # pair of every (pair, C)
         cc = cs.to(dev, dt).repeat(P)                                    # C of every (pair, C)
@@ -503,6 +505,7 @@ class TargetedAttack:
     dtype: Optional[torch.dtype] = None # the attack's dtype; None: the model's
     memory_gb: float = 2.       # our L-BFGS-B: bound on the curvature pairs' memory
     continuation: int = 3       # our L-BFGS-B: rounds of warm starts across C and from the target (`cross_c_restarts`)
+    ftol: Optional[float] = 1e-5 # our L-BFGS-B: relative decrease per step to stop at; None: 10·machine ε
     kind = None                 # set by the subclasses: 'output' or 'latent'
 
     def __call__(self, model:nn.Module, # the autoencoder under attack
