@@ -224,6 +224,8 @@ def main():
     for key, most in STEP_TARGETS:
         if key in res["ratio"]:
             res["verdicts"].append(f"{key} step / plain step = {res['ratio'][key]:.2f}: {target(res['ratio'][key], most)}")
+        else:
+            res["verdicts"].append(f"{key} step / plain step: not measured in this run (--models); target <= {most:g}")
     if res["verdicts"]:
         print("\n" + "\n".join(res["verdicts"]))
     if not a.no_pythae:
