@@ -1,28 +1,54 @@
 """Time and memory of a DBP training step against a plain one, and of our epochs against pythae's.
 
-Run: python benchmarks/bench_dbp_step.py [--rounds 5] [--steps 10] [--device cpu] [--threads 1]
+Run: python benchmarks/bench_dbp_step.py [--rounds 5] [--steps 10] [--device cpu] [--threads 1] [--clock wall|cpu]
 Prints, for the MLP VAE (784-512-512-32) and DRAW (T=8, LSTM 256) at batch 128: time per training step without DBP and
 with each estimator, the ratio DBP/plain (measured interleaved: every round runs every configuration once, the median
-over rounds is reported), and the peak memory of each (a fresh process per configuration). Then one epoch on the
-embedded MNIST sample for our plain and DBP VAE (`dbp_ae.train.fit`) against pythae's VAE and RAE_GP (its input-gradient
-penalty) on the same MLP, interleaved the same way. Not a test: numbers go into the issue notes and RESULTS.
+over rounds is reported), and the peak memory of each (a fresh process per configuration). `sum` is the training path
+(both terms fused into one batched backward pass); `sum-per-term` is the reference path (`fuse=False`, one backward pass
+per term, the implementation before the fusion), timed in the same rounds. Then one epoch on the embedded MNIST sample
+for our plain and DBP VAE (`dbp_ae.train.fit`) against pythae's VAE and RAE_GP (its input-gradient penalty) on the same
+MLP, interleaved the same way. Each ratio is followed by its verdict, and the targets of issue 12 by PASS/MISS.
+`--clock cpu` times the process's CPU time instead of the wall clock: on a shared CPU it leaves out the time the
+process waited for a core. Not a test: numbers go into the issue notes and RESULTS.
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 
 import torch
 
+import dbp_ae.train
 from dbp_ae.data import fast_cpu_math, get_device, load_dataset, make_loader
+from dbp_ae.dbp import dbp_loss
 from dbp_ae.train import TrainConfig, fit, make_model, step_loss
 
 MODELS = {"vae": {}, "draw": dict(attention=False), "draw-attn": {}}
-ESTIMATORS = [("plain", None, 1), ("sum", "sum", 1), ("hutchinson-1", "hutchinson", 1), ("hutchinson-4", "hutchinson", 4), ("fd-1", "fd", 1)]
+ESTIMATORS = [("plain", None, 1), ("sum", "sum", 1), ("sum-per-term", "sum", 1), ("hutchinson-1", "hutchinson", 1),
+              ("hutchinson-4", "hutchinson", 4), ("fd-1", "fd", 1)]
+PER_TERM = {"sum-per-term"}  # rows timed on the reference path: dbp_loss(..., fuse=False)
+# issue 12's targets: (what, ratio key, most allowed)
+STEP_TARGETS = [("vae/sum", 2.0), ("draw-attn/sum", 2.5)]
+EPOCH_PAIRS = [("dbp_ae VAE plain", "pythae VAE", None), ("dbp_ae VAE DBP (sum)", "pythae RAE_GP", 1.0),
+               ("dbp_ae VAE DBP (sum, per-term)", "pythae RAE_GP", None), ("dbp_ae VAE DBP (fd)", "pythae RAE_GP", None),
+               ("dbp_ae VAE DBP x-term (sum)", "pythae RAE_GP", None), ("dbp_ae VAE DBP x-term (fd)", "pythae RAE_GP", None)]
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def make_step(model_name, estimator, n_proj, device, batch=128, seed=0):
+def faster(ratio, ours="ours"):
+    "The verdict a time ratio ours/theirs gives, read at the two decimals printed (1.00 is a tie)"
+    r = round(ratio, 2)
+    return f"{ours} faster" if r < 1 else (f"{ours} slower" if r > 1 else "equal at two decimals")
+
+
+def target(ratio, most):
+    "PASS or MISS against a target `ratio <= most`, read at the two decimals printed"
+    return f"{'PASS' if round(ratio, 2) <= most else 'MISS'} (target <= {most:g})"
+
+
+def make_step(model_name, estimator, n_proj, device, batch=128, seed=0, per_term=False):
     torch.manual_seed(seed)
     model = make_model(model_name).to(device)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -30,7 +56,10 @@ def make_step(model_name, estimator, n_proj, device, batch=128, seed=0):
     lam = 0.0 if estimator is None else 1.0
 
     def step():
-        loss, _ = step_loss(model, x, None, lam, lam, estimator or "sum", n_proj)
+        if per_term:
+            loss = dbp_loss(model, x, lam, lam, estimator, n_proj, fuse=False)["loss"]
+        else:
+            loss, _ = step_loss(model, x, None, lam, lam, estimator or "sum", n_proj)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -42,18 +71,18 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(models, device, rounds, steps):
-    cases = {(m, name): make_step(m, est, k, device) for m in models for name, est, k in ESTIMATORS}
+def time_steps(models, device, rounds, steps, clock=time.perf_counter):
+    cases = {(m, name): make_step(m, est, k, device, per_term=name in PER_TERM) for m in models for name, est, k in ESTIMATORS}
     with fast_cpu_math():
         for f in cases.values():
             f(); f()  # warm up
         times = {c: [] for c in cases}
         for _ in range(rounds):  # interleaved: every configuration once per round
             for c, f in cases.items():
-                sync(device); t = time.perf_counter()
+                sync(device); t = clock()
                 for _ in range(steps):
                     f()
-                sync(device); times[c].append((time.perf_counter() - t) / steps)
+                sync(device); times[c].append((clock() - t) / steps)
     return {c: statistics.median(v) for c, v in times.items()}
 
 
@@ -62,7 +91,7 @@ def peak_memory(model_name, name, device):
     the bytes of the distinct tensors autograd saves for the backward passes of the step (forward, penalty and the
     double backward), the part that grows with DBP."""
     est, k = {n: (e, kk) for n, e, kk in ESTIMATORS}[name]
-    f = make_step(model_name, est, k, device)
+    f = make_step(model_name, est, k, device, per_term=name in PER_TERM)
     f()
     if device.type == "cuda":
         torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
@@ -121,7 +150,17 @@ def pythae_epoch(model, ds, device, batch=128, seed=0):
         opt.step()
 
 
-def epochs_vs_pythae(device, rounds):
+def per_term_fit(m, ds, cfg, device):
+    "`fit` with the reference (per-term) DBP path: train's dbp_loss called with fuse=False for this run only"
+    orig = dbp_ae.train.dbp_loss
+    dbp_ae.train.dbp_loss = lambda *a, **k: orig(*a, fuse=False, **k)
+    try:
+        return fit(m, ds, cfg, device=device, progress=False)
+    finally:
+        dbp_ae.train.dbp_loss = orig
+
+
+def epochs_vs_pythae(device, rounds, clock=time.perf_counter):
     ds = load_dataset("mnist-sample", "train")
     torch.manual_seed(0)
     dbp = dict(epochs=1, schedule="constant")
@@ -134,6 +173,7 @@ def epochs_vs_pythae(device, rounds):
     cases = {}
     for name, cfg in ours.items():  # models made before timing, as pythae's are: an epoch is timed, not an initialisation
         cases[name] = (lambda cfg=cfg, m=make_model("vae"): fit(m, ds, cfg, device=device, progress=False))
+    cases["dbp_ae VAE DBP (sum, per-term)"] = (lambda cfg=ours["dbp_ae VAE DBP (sum)"], m=make_model("vae"): per_term_fit(m, ds, cfg, device))
     try:
         for name, m in pythae_models().items():
             cases[name] = (lambda m=m: pythae_epoch(m, ds, device))
@@ -143,8 +183,8 @@ def epochs_vs_pythae(device, rounds):
     with fast_cpu_math():  # the same flush of subnormals for everyone (pythae's double backward profits from it too)
         for _ in range(rounds):
             for c, f in cases.items():
-                sync(device); t = time.perf_counter(); f(); sync(device)
-                times[c].append(time.perf_counter() - t)
+                sync(device); t = clock(); f(); sync(device)
+                times[c].append(clock() - t)
     return {c: statistics.median(v) for c, v in times.items()}
 
 
@@ -157,15 +197,19 @@ def main():
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-pythae", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--clock", default="wall", choices=sorted(CLOCKS), help="wall: elapsed time; cpu: this process's CPU time (steadier on a shared CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's); 1 is the stable choice on a shared CPU")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     device = get_device(a.device)
     models = a.models.split(",")
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch 128, {a.rounds} rounds x {a.steps} steps")
-    t = time_steps(models, device, a.rounds, a.steps)
-    res = {"step_ms": {}, "ratio": {}, "peak_mib": {}}
+    clock = CLOCKS[a.clock]
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch 128, {a.rounds} rounds x {a.steps} steps, "
+          f"clock {a.clock}, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
+    t = time_steps(models, device, a.rounds, a.steps, clock)
+    res = {"settings": dict(rounds=a.rounds, steps=a.steps, threads=torch.get_num_threads(), clock=a.clock, device=str(device)),
+           "step_ms": {}, "ratio": {}, "peak_mib": {}, "verdicts": []}
     print(f"\n{'model':<10} {'step':<14} {'ms/step':>9} {'x plain':>8} {'MiB':>9}  (MiB: {'peak allocated' if device.type == 'cuda' else 'tensors saved for backward'})")
     for m in models:
         for name, _, _ in ESTIMATORS:
@@ -173,16 +217,29 @@ def main():
             mem = float("nan") if a.no_memory else peak_memory(m, name, device)
             res["step_ms"][f"{m}/{name}"], res["ratio"][f"{m}/{name}"], res["peak_mib"][f"{m}/{name}"] = ms, ratio, mem
             print(f"{m:<10} {name:<14} {ms:9.2f} {ratio:8.2f} {mem:9.1f}")
+    for m in models:
+        if (m, "sum-per-term") in t:
+            r = t[(m, "sum")] / t[(m, "sum-per-term")]
+            res["verdicts"].append(f"{m}: fused sum step / per-term sum step = {r:.2f} ({faster(r, 'fused')})")
+    for key, most in STEP_TARGETS:
+        if key in res["ratio"]:
+            res["verdicts"].append(f"{key} step / plain step = {res['ratio'][key]:.2f}: {target(res['ratio'][key], most)}")
+        else:
+            res["verdicts"].append(f"{key} step / plain step: not measured in this run (--models); target <= {most:g}")
+    if res["verdicts"]:
+        print("\n" + "\n".join(res["verdicts"]))
     if not a.no_pythae:
-        e = epochs_vs_pythae(device, a.rounds)
+        e = epochs_vs_pythae(device, a.rounds, clock)
         res["epoch_s"] = e
         print(f"\none epoch of mnist-sample (4,000 images, batch 128), same MLP, median of {a.rounds} interleaved rounds")
         for c, s in e.items():
             print(f"  {c:<22} {s:7.2f} s")
-        for ours, theirs in (("dbp_ae VAE plain", "pythae VAE"), ("dbp_ae VAE DBP (sum)", "pythae RAE_GP"), ("dbp_ae VAE DBP (fd)", "pythae RAE_GP"),
-                             ("dbp_ae VAE DBP x-term (sum)", "pythae RAE_GP"), ("dbp_ae VAE DBP x-term (fd)", "pythae RAE_GP")):
+        for ours, theirs, most in EPOCH_PAIRS:
             if theirs in e:
-                print(f"  {ours:<28} / {theirs:<14}: {e[ours] / e[theirs]:.2f} (below 1: ours is faster)")
+                r = e[ours] / e[theirs]
+                v = f"{ours} / {theirs} epoch = {r:.2f}: {faster(r)}" + (f"; {target(r, most)}" if most is not None else "")
+                res["verdicts"].append(v)
+                print("  " + v)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2)

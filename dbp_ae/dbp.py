@@ -10,11 +10,12 @@ import torch
 from torch import nn, Tensor, autograd
 
 from .data import check_choice, check_finite
+from .vae import VAE
 
 # %% auto #0
 __all__ = ['ESTIMATORS', 'SCHEDULES', 'sq_norm_sum', 'sq_norm_hutchinson', 'sq_norm_exact', 'sq_norm_fd', 'jacobian_sq_norms',
-           'rng_state', 'set_rng_state', 'fd_sq_norms', 'dbp_penalty', 'dbp_loss', 'dbp_weight', 'spectral_norms',
-           'gradient_metrics']
+           'rng_state', 'set_rng_state', 'fd_sq_norms', 'through_latents', 'dbp_penalty', 'dbp_loss', 'dbp_weight',
+           'spectral_norms', 'gradient_metrics']
 
 # %% ../nbs/03_dbp.ipynb #36390ba5
 def _vjps(y:Tensor,               # outputs (B, m), a function of `x`
@@ -32,6 +33,25 @@ def _sq(g:Tensor) -> Tensor:
     "Squared L2 norm per sample of k batches of gradients `g` (k, B, ...): shape (k, B)"
     return g.flatten(2).pow(2).sum(-1)
 
+# %% ../nbs/03_dbp.ipynb #5b0c7e21
+def _randn(shape, like:Tensor, generator:Optional[torch.Generator]=None) -> Tensor:
+    "Standard normal draws of `shape` with the dtype and device of `like`, from `generator` (on its own device) if given"
+    if generator is None: return torch.randn(shape, dtype=like.dtype, device=like.device)
+    return torch.randn(shape, dtype=like.dtype, device=generator.device, generator=generator).to(like.device)
+
+def _cotangents(estimator:str,          # 'sum', 'hutchinson' or 'exact'
+                y:Tensor,               # outputs (B, m)
+                n_proj:int=1,           # 'hutchinson': the number of projections
+                generator:Optional[torch.Generator]=None, # 'hutchinson': source of the projections
+               ) -> tuple:
+    "`(V, combine)`: the k cotangents (k, B, m) `estimator` applies to `y`, and how it turns their squared VJP norms (k, B) into (B,)"
+    if estimator == 'sum': return torch.ones_like(y)[None], lambda s: s[0]
+    if estimator == 'hutchinson': return _randn((n_proj, *y.shape), y, generator), lambda s: s.mean(0)
+    if estimator == 'exact':
+        m = y.shape[1]
+        return torch.eye(m, dtype=y.dtype, device=y.device)[:, None, :].expand(m, *y.shape), lambda s: s.sum(0)  # e_j, every sample
+    raise ValueError(f"no cotangents for estimator {estimator!r}; valid: sum, hutchinson, exact")
+
 # %% ../nbs/03_dbp.ipynb #16696a43
 def sq_norm_sum(y:Tensor,               # outputs (B, m), a function of `x`
                 x:Tensor,               # inputs (B, ...), requires grad
@@ -40,14 +60,10 @@ def sq_norm_sum(y:Tensor,               # outputs (B, m), a function of `x`
                 generator:Optional[torch.Generator]=None, # unused
                ) -> Tensor:
     "‖∂(Σ_j y_ij)/∂x_i‖² per sample: the squared gradient of the summed output `y` (one VJP), shape (B,)"
-    return _sq(_vjps(y, x, torch.ones_like(y)[None], create_graph))[0]
+    V, combine = _cotangents('sum', y, n_proj, generator)
+    return combine(_sq(_vjps(y, x, V, create_graph)))
 
 # %% ../nbs/03_dbp.ipynb #64ae5d52
-def _randn(shape, like:Tensor, generator:Optional[torch.Generator]=None) -> Tensor:
-    "Standard normal draws of `shape` with the dtype and device of `like`, from `generator` (on its own device) if given"
-    if generator is None: return torch.randn(shape, dtype=like.dtype, device=like.device)
-    return torch.randn(shape, dtype=like.dtype, device=generator.device, generator=generator).to(like.device)
-
 def sq_norm_hutchinson(y:Tensor,               # outputs (B, m), a function of `x`
                        x:Tensor,               # inputs (B, ...), requires grad
                        n_proj:int=1,           # k, the number of Gaussian projections (VJPs)
@@ -55,7 +71,8 @@ def sq_norm_hutchinson(y:Tensor,               # outputs (B, m), a function of `
                        generator:Optional[torch.Generator]=None, # source of the projections; default the global one
                       ) -> Tensor:
     "Unbiased estimate of ‖J_i‖²_F per sample: mean over `n_proj` projections v ~ N(0, I) of ‖J_iᵀv‖², shape (B,)"
-    return _sq(_vjps(y, x, _randn((n_proj, *y.shape), y, generator), create_graph)).mean(0)
+    V, combine = _cotangents('hutchinson', y, n_proj, generator)
+    return combine(_sq(_vjps(y, x, V, create_graph)))
 
 # %% ../nbs/03_dbp.ipynb #d9ab27ae
 def sq_norm_exact(y:Tensor,               # outputs (B, m), a function of `x`
@@ -65,9 +82,8 @@ def sq_norm_exact(y:Tensor,               # outputs (B, m), a function of `x`
                   generator:Optional[torch.Generator]=None, # unused
                  ) -> Tensor:
     "‖J_i‖²_F per sample from every row of the Jacobian (m VJPs in batched passes), shape (B,)"
-    m = y.shape[1]
-    E = torch.eye(m, dtype=y.dtype, device=y.device)[:, None, :].expand(m, *y.shape)  # e_j for every sample
-    return _sq(_vjps(y, x, E, create_graph)).sum(0)
+    V, combine = _cotangents('exact', y, n_proj, generator)
+    return combine(_sq(_vjps(y, x, V, create_graph)))
 
 def sq_norm_fd(y:Tensor, x:Tensor, n_proj:int=1, create_graph:bool=True, generator:Optional[torch.Generator]=None) -> Tensor:
     "Placeholder of the 'fd' estimator in the `(y, x)` form: it re-runs the model, so it is `fd_sq_norms`"
@@ -77,6 +93,42 @@ def sq_norm_fd(y:Tensor, x:Tensor, n_proj:int=1, create_graph:bool=True, generat
 ESTIMATORS = {'sum': sq_norm_sum, 'hutchinson': sq_norm_hutchinson, 'exact': sq_norm_exact, 'fd': sq_norm_fd}
 
 # %% ../nbs/03_dbp.ipynb #b3c6852e
+def _vjps_multi(ys:tuple,                # outputs, each a function of every tensor of `xs`
+                xs:tuple,                # inputs: leaves or intermediate tensors the outputs depend on
+                Vs:tuple,                # one cotangent stack (k, *y.shape) per output, the same k for all
+                create_graph:bool=True,  # keep the graph of the products, to backpropagate through them
+                chunk:int=64,            # cotangents per batched backward pass (bounds the memory)
+               ) -> tuple:
+    "Σ_y J_yᵀv_y w.r.t. each input of `xs` for each of the k cotangent tuples: one (k, *x.shape) per input (zeros where unused)"
+    k = len(Vs[0])
+    if k == 1: parts = [[None if g is None else g[None] for g in autograd.grad(ys, xs, [v[0] for v in Vs], create_graph=create_graph,
+                                                                                 retain_graph=True, allow_unused=True)]]
+    else: parts = [autograd.grad(ys, xs, [v[i:i + chunk] for v in Vs], create_graph=create_graph, retain_graph=True,
+                                 allow_unused=True, is_grads_batched=True) for i in range(0, k, chunk)]
+    return tuple(x.new_zeros(k, *x.shape) if p[0] is None else torch.cat(p) for x, p in zip(xs, zip(*parts)))
+
+def _fused_sq_norms(x:Tensor,              # the batch, requires grad
+                    code:Tensor,           # latent code (B, m_z) computed from `x`
+                    recon:Tensor,          # reconstruction (B, m_x) computed from `x`
+                    estimator:str,         # 'sum', 'hutchinson' or 'exact'
+                    n_proj:int=1,          # projections of 'hutchinson'
+                    create_graph:bool=True,# differentiable results
+                    generator:Optional[torch.Generator]=None, # source of the 'hutchinson' projections
+                    latents:Optional[tuple]=None, # tensors that carry all of `x`'s influence on `code` and `recon` (VAE: mu, logvar)
+                   ) -> tuple:
+    "Per-sample `(sq_z, sq_x)` of `estimator` for both outputs from one batched backward pass to `x` (the two stacks of cotangents side by side)"
+    Vz, comb_z = _cotangents(estimator, code, n_proj, generator)   # drawn in the order of the separate path: code, then recon
+    Vx, comb_x = _cotangents(estimator, recon, n_proj, generator)
+    kz, kx = len(Vz), len(Vx)
+    if latents is None:   # one pass through the whole graph: code rows carry (v, 0), recon rows (0, w)
+        ys, Vs = (code, recon), (torch.cat([Vz, Vz.new_zeros(kx, *code.shape)]), torch.cat([Vx.new_zeros(kz, *recon.shape), Vx]))
+    else:                 # the decoder's VJP lands on the latents; the encoder's pass then carries both stacks
+        Lz, Lx = _vjps_multi((code,), latents, (Vz,), create_graph), _vjps_multi((recon,), latents, (Vx,), create_graph)
+        ys, Vs = latents, tuple(torch.cat([a, b]) for a, b in zip(Lz, Lx))
+    sq = _sq(_vjps_multi(ys, (x,), Vs, create_graph)[0])
+    return comb_z(sq[:kz]), comb_x(sq[kz:])
+
+# %% ../nbs/03_dbp.ipynb #0d7c5a9e
 def jacobian_sq_norms(x:Tensor,                 # the batch (B, ...), with `requires_grad` set before the forward pass
                       code:Optional[Tensor],    # latent code (B, ...) computed from `x`, or None to skip it
                       recon:Optional[Tensor],   # reconstruction (B, ...) computed from `x`, or None to skip it
@@ -84,11 +136,16 @@ def jacobian_sq_norms(x:Tensor,                 # the batch (B, ...), with `requ
                       n_proj:int=1,             # projections of the 'hutchinson' estimator
                       create_graph:bool=True,   # differentiable results (for training)
                       generator:Optional[torch.Generator]=None, # source of the 'hutchinson' projections
+                      fuse:bool=True,           # both outputs given: one batched backward pass for the two (False: one pass each)
+                      latents:Optional[tuple]=None, # `fuse`: tensors from `x` that all of `code` and `recon` depend on `x` through
                      ) -> tuple:
     "Batch means `(sq_z, sq_x)` of the squared Jacobian norms of `code` and `recon` w.r.t. `x` by `estimator`"
     check_choice(estimator, ESTIMATORS, 'estimator')
     if int(n_proj) != n_proj or n_proj < 1: raise ValueError(f"n_proj must be a positive integer, got {n_proj!r}")
     if not x.requires_grad: raise ValueError("x does not require grad: call x.requires_grad_(True) before the forward pass")
+    if fuse and code is not None and recon is not None and estimator != 'fd':
+        return tuple(s.mean() for s in _fused_sq_norms(x, code.flatten(1), recon.flatten(1), estimator, int(n_proj), create_graph,
+                                                       generator, latents))
     f = ESTIMATORS[estimator]
     return tuple(None if y is None else f(y.flatten(1), x, int(n_proj), create_graph, generator).mean() for y in (code, recon))
 
@@ -139,6 +196,10 @@ def fd_sq_norms(model:nn.Module,        # the autoencoder that produced `out`
     return (sz.mean()/n_proj if code else None, sx.mean()/n_proj if recon else None)
 
 # %% ../nbs/03_dbp.ipynb #cc2a9bf2
+def through_latents(model:nn.Module) -> bool:
+    "Whether `model`'s output depends on its input only through `out.mu` and `out.logvar`: a `VAE` with the package's forward"
+    return isinstance(model, VAE) and type(model).forward is VAE.forward
+
 def dbp_penalty(model:nn.Module,        # any autoencoder of the package (`mean` turns `out.recon` into an image)
                 x:Tensor,               # the batch, with `requires_grad` set before `out = model(x)`
                 out,                    # `AEOutput` of `model` on `x`
@@ -149,6 +210,7 @@ def dbp_penalty(model:nn.Module,        # any autoencoder of the package (`mean`
                 sample:bool=True,       # 'fd': whether `out` sampled z (the perturbed pass must draw the same ε)
                 rng_state:Optional[tuple]=None, # 'fd' with `sample`: generator state before `out`'s forward (`rng_state`)
                 fd_step:float=1e-3,     # 'fd': the step h of the forward difference
+                fuse:bool=True,         # both terms: one batched backward pass for the two (False: one per term, the reference)
                ) -> tuple:
     "`(penalty, dict(jz=..., jx=...))`: λ₁‖∂z/∂x‖² + λ₂‖∂x̂/∂x‖² of eq. (10), and the detached squared norms"
     check_choice(estimator, ESTIMATORS, 'estimator')
@@ -156,7 +218,8 @@ def dbp_penalty(model:nn.Module,        # any autoencoder of the package (`mean`
     if lambda1 == 0 and lambda2 == 0: return x.new_zeros(()), dict(jz=None, jx=None)
     if estimator == 'fd': sq_z, sq_x = fd_sq_norms(model, x, out, rng_state, n_proj, fd_step, sample, code=bool(lambda1), recon=bool(lambda2))
     else: sq_z, sq_x = jacobian_sq_norms(x, out.mu if lambda1 else None, model.mean(out.recon) if lambda2 else None,
-                                         estimator, n_proj, create_graph=True)
+                                         estimator, n_proj, create_graph=True, fuse=fuse,
+                                         latents=(out.mu, out.logvar) if through_latents(model) else None)
     penalty = sum(l*s for l, s in ((lambda1, sq_z), (lambda2, sq_x)) if s is not None)
     return penalty, dict(jz=None if sq_z is None else sq_z.detach(), jx=None if sq_x is None else sq_x.detach())
 
@@ -168,6 +231,7 @@ def dbp_loss(model:nn.Module,      # any autoencoder of the package
              estimator:str='sum',  # a key of `ESTIMATORS`
              n_proj:int=1,         # projections of the 'hutchinson' and 'fd' estimators
              sample:bool=True,     # sample z (training) or take z = mu
+             fuse:bool=True,       # both terms: one batched backward pass for the two (False: one per term, the reference)
             ) -> dict:
     "Eq. (10) on batch `x`: dict(loss, rec, kl, dbp, jz, jx) — the model's loss terms plus the DBP penalty"
     use = lambda1 != 0 or lambda2 != 0
@@ -176,7 +240,7 @@ def dbp_loss(model:nn.Module,      # any autoencoder of the package
     state = rng_state(x.device) if fd else None                      # the perturbed passes redraw this pass's ε
     out = model(xg, sample=sample)
     terms = model.loss_terms(out, x)
-    penalty, info = dbp_penalty(model, xg, out, lambda1, lambda2, estimator, n_proj, sample, state)
+    penalty, info = dbp_penalty(model, xg, out, lambda1, lambda2, estimator, n_proj, sample, state, fuse=fuse)
     return dict(terms, loss=terms['loss'] + penalty, dbp=penalty, **info)
 
 # %% ../nbs/03_dbp.ipynb #cd01b1d6
