@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from dbp_ae.data import fast_cpu_math, get_device, load_dataset, make_loader
+from dbp_ae.core import fast_cpu_math, get_device
+from dbp_ae.data import load_dataset, make_loader
 from dbp_ae.train import TrainConfig, fit, make_model, step_loss
 
 MODELS = {"vae": {}, "draw": dict(attention=False), "draw-attn": {}}

@@ -12,8 +12,8 @@ from torch import nn, Tensor
 
 import time
 
-from .attacks import AttackResult, OPTIMIZERS, OPTIMIZER_NAMES, attack, frozen, seeded, model_device
-from .data import check_choice, check_finite, fast_cpu_math
+from .attacks import AttackResult, OPTIMIZERS, OPTIMIZER_NAMES, attack, model_device
+from .core import check_choice, check_finite, fast_cpu_math, frozen, seeded
 
 # %% auto #0
 __all__ = ['STRENGTH_TOL', 'dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim', 'claim_line',

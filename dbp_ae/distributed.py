@@ -12,7 +12,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .data import get_device, check_choice, DATASETS
+from .data import DATASETS
+from .core import get_device, check_choice
 from .dbp import dbp_loss, ESTIMATORS, SCHEDULES
 from .train import MODELS, TrainConfig, ForwardVia, AMP_DTYPES, train_cached, fit, make_model
 

@@ -14,7 +14,8 @@ from torch import nn, Tensor
 from sklearn.mixture import GaussianMixture
 from sklearn import metrics as skm
 
-from .data import make_loader, get_device, check_choice, check_finite, fast_cpu_math
+from .data import make_loader
+from .core import get_device, check_choice, check_finite, fast_cpu_math, frozen
 
 # %% auto #0
 __all__ = ['COVARIANCE_TYPES', 'STEP_NORMS', 'codes_of', 'encode_dataset', 'fit_class_gmms', 'GMMClassifier', 'predict_dataset',
@@ -35,12 +36,10 @@ def encode_dataset(model:nn.Module, # an autoencoder of the package
                   )->tuple:
     "`(codes, labels)` of `ds` as numpy arrays: codes (N, d) are the flattened encoder means, in data set order"
     device = get_device(device)
-    was = model.training; model.eval().to(device)
-    try:
-        zs,ys = [],[]
+    zs,ys = [],[]
+    with frozen(model.to(device)):
         for x,y in make_loader(ds, batch_size, shuffle=False):
             zs.append(codes_of(model, x.to(device)).double().cpu()); ys.append(torch.as_tensor(y))
-    finally: model.train(was)
     return torch.cat(zs).numpy(), torch.cat(ys).numpy()
 
 # %% ../nbs/07_gmm.ipynb #b6106ef2
@@ -140,13 +139,10 @@ def predict_dataset(clf:GMMClassifier, # a classifier with `predict`
                    )->tuple:
     "`(predicted, true)` labels of `ds` as numpy arrays"
     device = get_device(device)
-    was = clf.training; clf.eval().to(device)
-    try:
-        ps,ys = [],[]
-        with fast_cpu_math():
-            for x,y in make_loader(ds, batch_size, shuffle=False):
-                ps.append(clf.predict(x.to(device)).cpu()); ys.append(torch.as_tensor(y))
-    finally: clf.train(was)
+    ps,ys = [],[]
+    with frozen(clf.to(device)), fast_cpu_math():
+        for x,y in make_loader(ds, batch_size, shuffle=False):
+            ps.append(clf.predict(x.to(device)).cpu()); ys.append(torch.as_tensor(y))
     return torch.cat(ps).numpy(), torch.cat(ys).numpy()
 
 def accuracy(clf:GMMClassifier, ds, batch_size:int=256, device=None)->float:
@@ -205,12 +201,11 @@ def transition(clf:GMMClassifier, # classifier on an autoencoder (has `.model.re
     unknown = set(target.tolist()) - set(classes.tolist())
     if unknown: raise ValueError(f"unknown target class(es) {sorted(unknown)}; valid: {', '.join(map(str, classes.tolist()))}")
     idx = (target[:, None] == classes[None].to(x.device)).float().argmax(1)
-    was = clf.training; clf.eval()
     ims,recs,probs = [],[],[]
     def record(xc):
         with torch.no_grad():
             ims.append(xc.detach().cpu()); recs.append(clf.model.reconstruct(xc).cpu()); probs.append(clf(xc).softmax(1).cpu())
-    try:
+    with frozen(clf):
         xc = x.detach().clone()
         record(xc)
         for _ in range(steps):
@@ -221,5 +216,4 @@ def transition(clf:GMMClassifier, # classifier on an autoencoder (has `.model.re
             elif norm == 'sign': g = g.sign()
             xc = (xc.detach() + step_size * g).clamp(0, 1)
             record(xc)
-    finally: clf.train(was)
     return Transition(torch.stack(ims), torch.stack(recs), torch.stack(probs), target.cpu(), classes.cpu())

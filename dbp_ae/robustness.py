@@ -16,7 +16,7 @@ from art.estimators.classification import PyTorchClassifier
 from art.attacks.evasion import (FastGradientMethod, ProjectedGradientDescent, AutoProjectedGradientDescent,
                                  AutoAttack, SquareAttack)
 
-from .data import get_device, check_choice, fast_cpu_math, seed_everything
+from .core import get_device, check_choice, fast_cpu_math, seed_everything
 
 # %% auto #0
 __all__ = ['LOSSES', 'ATTACKS', 'BATCH', 'MarginLoss', 'art_classifier', 'eval_arrays', 'parse_eps', 'eps_key', 'PGDConfig',

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import make_loader, seed_everything, get_device, check_choice, load_dataset, fast_cpu_math
+from .data import make_loader, load_dataset
+from .core import seed_everything, get_device, check_choice, fast_cpu_math, frozen
 from .vae import MLPVAE, MLPVAEConfig, ConvVAE, ConvVAEConfig
 from .draw import DRAW, DRAWConfig
 from .classifiers import MLP, MLPConfig, LeNet, LeNetConfig, CvNet, CvNetConfig
@@ -343,10 +344,9 @@ def evaluate_ae(model:nn.Module, # a trained autoencoder
                )->dict:
     "Reconstruction error, loss terms and gradient metrics of `model` on `ds`"
     device = get_device(device)
-    with fast_cpu_math(): return _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, device, seed)
+    with frozen(model.to(device)), fast_cpu_math(): return _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, device, seed)
 
 def _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, device, seed):
-    was = model.training; model.eval().to(device)
     seed_everything(seed)
     errs,sums,n = [],{},0
     for x,_ in make_loader(ds, batch_size, shuffle=False):
@@ -363,7 +363,6 @@ def _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, devic
             if isinstance(v, str): res[k] = v
             else: gm[k] = gm.get(k, 0.) + float(v)*len(xb)
     res.update({k: v/len(xg) for k,v in gm.items()})
-    model.train(was)
     return res
 
 # %% ../nbs/04_train.ipynb #ba5eb8d3
