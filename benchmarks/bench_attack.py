@@ -43,7 +43,7 @@ import torch
 
 import dbp_ae.attacks as attacks_mod
 from dbp_ae.attacks import AttackResult, attack, default_c_grid, sample_pairs
-from dbp_ae.auddc import attack_auddc
+from dbp_ae.evaluate import attack_auddc
 from dbp_ae.data import load_dataset
 from dbp_ae.core import set_threads
 from dbp_ae.train import TrainConfig, config_hash, default_cache_dir, load_checkpoint, make_model, model_config

@@ -16,7 +16,7 @@ from .core import check_choice
 
 # %% auto #0
 __all__ = ['MNIST_FILES', 'SVHN_FILES', 'CELEBA_SPLITS', 'DATASETS', 'ImageTensorDataset', 'data_root', 'CorruptFileError',
-           'load_dataset', 'collate_batch', 'make_loader', 'show_samples', 'data_summary']
+           'load_dataset', 'collate_batch', 'make_loader', 'random_subset', 'show_samples', 'data_summary']
 
 # %% ../nbs/00_data.ipynb #06217523
 class ImageTensorDataset(Dataset):
@@ -193,6 +193,16 @@ def make_loader(ds:Dataset,          # a data set of `(image, label)` items
     if isinstance(ds, ImageTensorDataset):
         return DataLoader(ds, batch_sampler=BatchSampler(sampler, batch_size, drop_last), collate_fn=collate_batch, **kwargs)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **kwargs)
+
+# %% ../nbs/00_data.ipynb #710a813a
+def random_subset(ds:ImageTensorDataset, # a data set
+                  n:Optional[int],       # images kept; None: `ds` itself
+                  seed:int=0,            # seed of the draw
+                 )->ImageTensorDataset:
+    "The first `n` images of a permutation of `ds` drawn with `seed` (all of them, permuted, when `n` >= len(`ds`))"
+    if n is None: return ds
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return type(ds)(ds.images[idx], ds.labels[idx], ds.name)
 
 # %% ../nbs/00_data.ipynb #6610752d
 def show_samples(ds:Dataset, # a data set of `(image, label)` items
