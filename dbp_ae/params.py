@@ -20,8 +20,8 @@ from .core import check_choice, get_device, set_threads
 __all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'DEFAULT_VARIANTS', 'TRAIN_PARAMS', 'RUN_PARAMS', 'ATTACK_PARAMS',
            'STRENGTH_PARAMS', 'GMM_PARAMS', 'AE_MODELS', 'CLASSIFIER_ROWS', 'PARAMS', 'RULES', 'SMOKE_MODELS',
            'RUN_SIZES', 'Param', 'check_param', 'names_list', 'check_eps', 'check_digit_pairs', 'parse_draw_variant',
-           'check_variants', 'draw_variants', 'ae_models', 'check_device', 'validate_params', 'notebook_defaults',
-           'Cap', 'Default', 'PerDataset', 'run_sizes', 'model_settings', 'setup_run']
+           'check_variants', 'draw_variants', 'ae_models', 'classifier_rows', 'check_device', 'validate_params',
+           'notebook_defaults', 'Cap', 'Default', 'PerDataset', 'run_sizes', 'model_settings', 'setup_run']
 
 # %% ../nbs/07a_params.ipynb #c2a7870b
 @dataclass(frozen=True)
@@ -145,6 +145,13 @@ def ae_models(models:str, # 'auto' or names, comma-separated
              )->list:
     "The autoencoders of Table 1: `models`, or for 'auto' vae (conv-vae on CelebA), draw and draw-attn"
     if models == 'auto': models = "conv-vae,draw,draw-attn" if dataset == "celeba" else "vae,draw,draw-attn"
+    return [m.strip() for m in models.split(',') if m.strip()]
+
+def classifier_rows(models:str, # 'auto' or rows, comma-separated
+                    dataset:str,# the data set
+                   )->list:
+    "The rows of Tables 3 and 4: `models`, or for 'auto' gmm-dbp with mlp and lenet (MNIST) or cvnet (SVHN)"
+    if models == 'auto': models = "gmm-dbp,cvnet" if dataset == "svhn" else "gmm-dbp,mlp,lenet"
     return [m.strip() for m in models.split(',') if m.strip()]
 
 def check_device(v):
