@@ -14,17 +14,17 @@ import torch
 from torch import nn, Tensor
 
 from .core import check_choice, check_finite, fast_cpu_math, frozen, seeded
-from .attacks import AttackResult, ATTACK_KINDS, OPTIMIZERS, OPTIMIZER_NAMES, attack, model_device, describe_attack
+from .attacks import AttackResult, ATTACK_KINDS, OPTIMIZERS, OPTIMIZER_NAMES, attack, model_device, describe_attack, sample_pairs
 from .auddc import dd_points, auddc_pairs, auddc_stats
 from .dbp import gradient_metrics
 from .train import train_words
 
 # %% auto #0
 __all__ = ['STRENGTH_TOL', 'STRENGTH_ON', 'recon_dist', 'distortion_points', 'attack_auddc', 'dbp_claim', 'claim_line',
-           'stronger_attacks', 'attack_strength', 'pair_batch', 'first_pair', 'run_name', 'pair_gaps', 'attack_scored',
-           'evaluate_models', 'pair_summary', 'labels_of', 'kinds_of', 'table2_auddc', 'table2_claims',
-           'table2_settings', 'table2_frame', 'table2_markdown', 'claim_lines', 'write_table2', 'strength_table',
-           'write_strength', 'too_weak', 'shown_attack']
+           'stronger_attacks', 'attack_strength', 'pair_batch', 'first_pair', 'sample_pair_batch', 'attack_kwargs',
+           'run_name', 'pair_gaps', 'attack_scored', 'evaluate_models', 'pair_summary', 'labels_of', 'kinds_of',
+           'table2_auddc', 'table2_claims', 'table2_settings', 'table2_frame', 'table2_markdown', 'claim_lines',
+           'write_table2', 'strength_table', 'write_strength', 'too_weak', 'shown_attack']
 
 # %% ../nbs/06a_evaluate.ipynb #eeb903cc
 def recon_dist(model:nn.Module,   # the autoencoder
@@ -142,6 +142,23 @@ def first_pair(labels,       # label of every image of the split
     "`(original, target)`: the first image of class `source` and of class `target` in the permutation `seed` draws"
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
     return next(i for i in order if labels[i] == source), next(i for i in order if labels[i] == target)
+
+def sample_pair_batch(ds,            # the test split
+                      n:int,         # pairs
+                      seed:int=0,    # seed of `dbp_ae.attacks.sample_pairs`
+                      other_class:bool=True, # targets of another class (MNIST; CelebA has no classes)
+                      device=None,
+                     )->tuple:
+    "`(pairs, x_o, x_t)`: `n` seeded (original, target) pairs of `ds` and their images"
+    pairs = sample_pairs(ds.labels.tolist(), n, seed, other_class=other_class)
+    return (pairs, *pair_batch(ds, pairs, device))
+
+def attack_kwargs(p:dict # a pipeline's parameters: cs (the grid), optimizer, iterations, attack_lr, n_samples, seed, chunk_size (optional)
+                 )->tuple:
+    "`(attack_kw, auddc_kw)`: the arguments of `attack` and `attack_auddc` that a pipeline's parameters give"
+    chunk = p.get('chunk_size')
+    return (dict(cs=p['cs'], optimizer=p['optimizer'], iterations=p['iterations'], lr=p['attack_lr'], n_samples=p['n_samples'], chunk_size=chunk, seed=p['seed']),
+            dict(n_samples=p['n_samples'], seed=p['seed'], chunk_size=chunk))
 
 # %% ../nbs/06a_evaluate.ipynb #d4942d12
 def run_name(dbp:bool # with DBP or not
