@@ -17,10 +17,10 @@ from .draw import DRAWConfig
 from .core import check_choice, get_device, set_threads
 
 # %% auto #0
-__all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'DEFAULT_VARIANTS', 'TRAIN_PARAMS', 'RUN_PARAMS', 'ATTACK_PARAMS',
-           'STRENGTH_PARAMS', 'GMM_PARAMS', 'AE_MODELS', 'CLASSIFIER_ROWS', 'PARAMS', 'RULES', 'SMOKE_MODELS',
-           'RUN_SIZES', 'Param', 'check_param', 'names_list', 'check_eps', 'check_digit_pairs', 'parse_draw_variant',
-           'check_variants', 'draw_variants', 'ae_models', 'classifier_rows', 'check_device', 'validate_params',
+__all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'DEFAULT_VARIANTS', 'AUTO_MODELS', 'TRAIN_PARAMS', 'RUN_PARAMS',
+           'ATTACK_PARAMS', 'STRENGTH_PARAMS', 'GMM_PARAMS', 'AE_MODELS', 'CLASSIFIER_ROWS', 'PARAMS', 'RULES',
+           'SMOKE_MODELS', 'RUN_SIZES', 'Param', 'check_param', 'names_list', 'check_eps', 'check_digit_pairs',
+           'parse_draw_variant', 'check_variants', 'draw_variants', 'model_list', 'check_device', 'validate_params',
            'notebook_defaults', 'Cap', 'Default', 'PerDataset', 'run_sizes', 'model_settings', 'setup_run']
 
 # %% ../nbs/07a_params.ipynb #c2a7870b
@@ -140,18 +140,16 @@ def draw_variants(v # 'auto', or DRAW variants ';'-separated (or a list)
     if v == 'auto': v = DEFAULT_VARIANTS
     return [parse_draw_variant(s) for s in (v.split(';') if isinstance(v, str) else v) if s.strip()]
 
-def ae_models(models:str, # 'auto' or names, comma-separated
-              dataset:str,# the data set
-             )->list:
-    "The autoencoders of Table 1: `models`, or for 'auto' vae (conv-vae on CelebA), draw and draw-attn"
-    if models == 'auto': models = "conv-vae,draw,draw-attn" if dataset == "celeba" else "vae,draw,draw-attn"
-    return [m.strip() for m in models.split(',') if m.strip()]
+AUTO_MODELS = dict(autoencoders=dict(celeba="conv-vae,draw,draw-attn", other="vae,draw,draw-attn"),   # Table 1's models
+                   classifiers=dict(svhn="gmm-dbp,cvnet", other="gmm-dbp,mlp,lenet"))                # Tables 3 and 4's rows
 
-def classifier_rows(models:str, # 'auto' or rows, comma-separated
-                    dataset:str,# the data set
-                   )->list:
-    "The rows of Tables 3 and 4: `models`, or for 'auto' gmm-dbp with mlp and lenet (MNIST) or cvnet (SVHN)"
-    if models == 'auto': models = "gmm-dbp,cvnet" if dataset == "svhn" else "gmm-dbp,mlp,lenet"
+def model_list(models:str,   # 'auto' or names, comma-separated
+                dataset:str, # the data set
+                kind:str,    # 'autoencoders' (Table 1) or 'classifiers' (Tables 3, 4)
+               )->list:
+    "`models` as a list of names; 'auto': the paper's (`AUTO_MODELS[kind]`) for `dataset`"
+    check_choice(kind, AUTO_MODELS, 'kind')
+    if models == 'auto': models = AUTO_MODELS[kind].get(dataset, AUTO_MODELS[kind]['other'])
     return [m.strip() for m in models.split(',') if m.strip()]
 
 def check_device(v):
