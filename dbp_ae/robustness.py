@@ -22,7 +22,7 @@ from .core import get_device, check_choice, fast_cpu_math, seed_everything
 __all__ = ['LOSSES', 'ATTACKS', 'BATCH', 'MarginLoss', 'art_classifier', 'eval_arrays', 'parse_eps', 'eps_key', 'PGDConfig',
            'AutoAttackConfig', 'fgsm', 'pgd', 'autoattack', 'adversarial', 'predict_labels', 'art_accuracy',
            'robust_accuracy', 'transfer_accuracy', 'audit_verdict', 'masking_audit', 'eps_label', 'default_eps',
-           'table3_frame', 'table4_frame', 'audit_markdown']
+           'table3_frame', 'table4_frame', 'audit_markdown', 'table34_settings']
 
 # %% ../nbs/08_robustness.ipynb #5bf65c67
 class MarginLoss(nn.Module):
@@ -295,3 +295,16 @@ def audit_markdown(a:dict # `masking_audit`'s result
             "\n".join(f"- {'PASS' if c['passed'] else 'FAIL'} {n}: {c['detail']}" for n, c in a['checks'].items()) +
             f"\n- stronger PGD ({a['strong_pgd_config']['steps']} steps, {a['strong_pgd_config']['restarts']} restarts): {a['strong_pgd']}\n"
             f"- PGD at large eps: {a['large_eps']}\n")
+
+def table34_settings(p:dict,          # the pipeline's parameters
+                     eps_list:Sequence[float], n_eval:int, # the budgets, the images attacked
+                     aa_cfg:AutoAttackConfig, # AutoAttack's settings
+                     encoder:str, encoder_config:dict, n_fit:int, # the DBP encoder, its full config, the training codes of the GMMs
+                     device=None,
+                    )->str:
+    "The settings line of Tables 3 and 4"
+    enc = (f"Encoder(DBP) = {encoder} {encoder_config}, {p['epochs']} epochs, batch {p['batch_size']}, lr {p['lr']}, lambda1 {p['lambda1']}, lambda2 {p['lambda2']}, "
+           f"estimator {p['estimator']}, schedule {p['schedule']}; GMM K={p['n_components']} {p['covariance_type']} per class on {n_fit} training codes")
+    return (f"{p['dataset']}, {n_eval} test images (seed {p['seed']}), L-inf eps {[eps_label(e, p['dataset']) for e in eps_list]}; FGSM; PGD {p['pgd_steps']} steps of 2.5 eps/{p['pgd_steps']}, "
+            f"{p['pgd_restarts']} random restart(s), {p['pgd_loss']} loss; AutoAttack (ART) APGD-CE + APGD-DLR, {aa_cfg.max_iter} iterations, {aa_cfg.restarts} start(s)"
+            + (f" + Square {aa_cfg.square_queries} queries" if aa_cfg.square_queries else "") + f"; {enc}; classifiers {p['clf_epochs']} epochs; device {device}")
