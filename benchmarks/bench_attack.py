@@ -43,8 +43,9 @@ import torch
 
 import dbp_ae.attacks as attacks_mod
 from dbp_ae.attacks import AttackResult, attack, default_c_grid, sample_pairs
-from dbp_ae.auddc import attack_auddc
-from dbp_ae.data import load_dataset, set_threads
+from dbp_ae.evaluate import attack_auddc
+from dbp_ae.data import load_dataset
+from dbp_ae.core import set_threads
 from dbp_ae.train import TrainConfig, config_hash, default_cache_dir, load_checkpoint, make_model, model_config
 
 ROW_PAIRS, ROW_ITERATIONS = 20, 3000   # a Table 2 row: 20 pairs x 51 C, 3000 Adam iterations (Gondim)

@@ -21,7 +21,8 @@ import time
 import torch
 
 import dbp_ae.train
-from dbp_ae.data import fast_cpu_math, get_device, load_dataset, make_loader
+from dbp_ae.core import fast_cpu_math, get_device
+from dbp_ae.data import load_dataset, make_loader
 from dbp_ae.dbp import dbp_loss
 from dbp_ae.train import TrainConfig, fit, make_model, step_loss
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+HISTORY = "## History"   # the last section of RESULTS.md: dated measurements moved out of the notebooks, kept across runs
 
 
 def run_bench(script, args, timeout):
@@ -80,7 +81,7 @@ def main(argv=None):
     ap.add_argument("--reproduce-out", default="reproduced", help="output folder of a `dbp-ae reproduce --profile quick` run")
     ap.add_argument("--no-pipelines", action="store_true", help="do not run the quick profile when no run is found")
     ap.add_argument("--skip", default="", help="comma-separated benchmarks not to run: step, attack (reported as skipped)")
-    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))   # its section from HISTORY on is kept
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads of the step benchmark (1 is the stable choice on a shared CPU)")
     ap.add_argument("--clock", default=None, choices=["wall", "cpu"], help="clock of the step benchmark (cpu: the process's CPU time)")
     a = ap.parse_args(argv)
@@ -151,6 +152,8 @@ def main(argv=None):
     L += ["", f"Total of the pipelines found: {fmt_s(total)} wall, {fmt_s(cpu)} CPU; the quick profile's budget is 15 min on 2 cores "
           f"(wall / budget = {total / 900:.2f}). A pipeline whose models "
           "came from the cache (0 trained) was faster than on a fresh machine.", ""]
+    old = Path(a.out).read_text() if Path(a.out).exists() else ""
+    if HISTORY in old: L += ["", old[old.index(HISTORY):].rstrip()]   # measurements of earlier runs, kept as they were written
     Path(a.out).write_text("\n".join(L) + "\n")
     print("wrote", a.out)
     return 0 if all(r[0] in ("ok", "missing", "skipped (--skip)") for r in res.values()) else 1

@@ -5,7 +5,7 @@ Run: python benchmarks/strength_perrow_lbfgsb.py output|latent [OUT.json]; write
 import sys, json, time, torch, numpy as np
 from pathlib import Path; sys.path.insert(0, str(Path(__file__).resolve().parent)); import bench_attack as b
 from dbp_ae.attacks import attack, sample_pairs, default_c_grid, AttackResult
-from dbp_ae.auddc import attack_auddc
+from dbp_ae.evaluate import attack_auddc
 from dbp_ae.data import load_dataset
 test = load_dataset('mnist', 'test'); pairs = sample_pairs(test.labels.tolist(), 10, 0); cs = default_c_grid()
 kind = sys.argv[1] if len(sys.argv) > 1 else 'output'

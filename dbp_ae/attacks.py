@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_attacks.ipynb #555d216d
 from __future__ import annotations
-import contextlib, copy, math
+import copy, math
 from dataclasses import dataclass, asdict
 from typing import Callable, Optional, Sequence
 
@@ -13,11 +13,11 @@ import torch
 from torch import nn, Tensor
 from scipy.optimize import minimize, Bounds
 
-from .data import check_choice, fast_cpu_math
+from .core import check_choice, fast_cpu_math, frozen, seeded
 
 # %% auto #0
-__all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'OPTIMIZER_NAMES', 'LBFGS_STATUS', 'default_c_grid', 'kl_diag_gaussians', 'frozen',
-           'seeded', 'attack_target', 'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'scipy_lbfgsb_rows',
+__all__ = ['ATTACK_KINDS', 'OPTIMIZERS', 'OPTIMIZER_NAMES', 'LBFGS_STATUS', 'default_c_grid', 'kl_diag_gaussians',
+           'attack_target', 'attack_term', 'attack_objective', 'clip_rows', 'adam_rows', 'scipy_lbfgsb_rows',
            'lbfgsb_batched', 'restart_inits', 'AttackResult', 'model_device', 'cross_c_restarts', 'default_chunk',
            'attack', 'TargetedAttack', 'OutputAttack', 'LatentAttack', 'describe_attack', 'sample_pairs']
 
@@ -38,31 +38,6 @@ def kl_diag_gaussians(mu1:Tensor,     # mean of the first Gaussian, (B, ...)
     "KL(N(`mu1`, exp(`logvar1`)) ‖ N(`mu2`, exp(`logvar2`))) per sample, summed over every non-batch dimension, (B,)"
     kl = 0.5*(logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mu1 - mu2).pow(2)*torch.exp(-logvar2) - 1)
     return kl.flatten(1).sum(1)
-
-# %% ../nbs/05_attacks.ipynb #fa33fab6
-@contextlib.contextmanager
-def frozen(model:nn.Module, # the autoencoder under attack
-          ):
-    "Context in which `model` is in eval mode and its parameters need no gradient; every flag is restored on exit"
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p,_ in flags: p.requires_grad_(False)
-    try: yield model
-    finally:
-        for m, t in modes: m.training = t
-        for p, r in flags: p.requires_grad_(r)
-
-@contextlib.contextmanager
-def seeded(seed:int,   # seed of torch's global generator inside the block
-           device=None, # also fork the RNG of this CUDA device (None / CPU: the CPU generator only)
-          ):
-    "Context with torch's global RNG seeded by `seed`; the outer RNG state is restored on exit"
-    dev = torch.device(device) if device is not None else torch.device('cpu')
-    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == 'cuda' else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 # %% ../nbs/05_attacks.ipynb #40373ca3
 ATTACK_KINDS = ('output', 'latent')

@@ -4,20 +4,13 @@
 
 # %% ../nbs/06_auddc.ipynb #4864df60
 from __future__ import annotations
-from typing import Optional, Sequence
 
 import numpy as np
-import torch
-from torch import nn, Tensor
 
-import time
-
-from .attacks import AttackResult, OPTIMIZERS, OPTIMIZER_NAMES, attack, frozen, seeded, model_device
-from .data import check_choice, check_finite, fast_cpu_math
+from .core import check_finite
 
 # %% auto #0
-__all__ = ['STRENGTH_TOL', 'dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats', 'dbp_claim', 'claim_line',
-           'recon_dist', 'distortion_points', 'attack_auddc', 'stronger_attacks', 'attack_strength', 'plot_dd_curves']
+__all__ = ['dd_points', 'dd_curve', 'auddc', 'auddc_pairs', 'auddc_stats']
 
 # %% ../nbs/06_auddc.ipynb #57949384
 def dd_points(d_norm,      # ‖d‖ of every attack, (..., K)
@@ -75,129 +68,3 @@ def auddc_stats(values,      # AUDDC of every pair, (P,)
     mean = float(ok.mean()) if n else float('nan')
     std = float(ok.std(ddof=ddof)) if n > ddof else float('nan')
     return dict(mean=mean, std=std, sem=std/np.sqrt(n) if n > ddof else float('nan'), n=n, n_nan=len(v) - n)
-
-# %% ../nbs/06_auddc.ipynb #68ee96f8
-def dbp_claim(plain:dict, # summary of the model without DBP: `auddc_stats` fields plus `auddc`, one value per pair
-              dbp:dict,   # the same for the model with DBP, on the same pairs
-             ) -> dict:
-    "The claim 'DBP raises the AUDDC' on one row: dict(raised, paired_diff, paired_sem, pairs_raised, n)"
-    diff = np.asarray(dbp['auddc'], float) - np.asarray(plain['auddc'], float)
-    st = auddc_stats(diff)
-    return dict(raised=bool(dbp['mean'] > plain['mean']), paired_diff=st['mean'], paired_sem=st['sem'],
-                pairs_raised=int((diff > 0).sum()), n=st['n'])
-
-def claim_line(name:str, # what the row is, e.g. 'output attack'
-               c:dict,   # `dbp_claim` of the row
-              ) -> str:
-    "One Markdown bullet stating `c` for the tables"
-    return (f"- {name}: DBP {'raises' if c['raised'] else 'does NOT raise'} the mean AUDDC; paired difference (DBP - no DBP) "
-            f"{c['paired_diff']:+.3f} ± {c['paired_sem']:.3f} (sem), higher with DBP on {c['pairs_raised']} of {c['n']} pairs")
-
-# %% ../nbs/06_auddc.ipynb #18d85fa4
-def recon_dist(model:nn.Module,   # the autoencoder
-               x:Tensor,          # inputs (B, C, H, W)
-               ref:Tensor,        # images to measure against, (B, C, H, W)
-               n_samples:int=0,   # 0: deterministic reconstruction; k: mean distance over k stochastic ones
-               chunk_size:Optional[int]=None, # rows per forward pass; None: all
-              ) -> Tensor:
-    "L2 distance ‖x̂(`x`) − `ref`‖ of every row, computed in float64, (B,)"
-    check_finite(x, 'x'); check_finite(ref, 'ref')
-    chunk, out = chunk_size or len(x), []
-    for a in range(0, len(x), chunk):
-        xa, ra = x[a:a + chunk], ref[a:a + chunk]
-        dist = lambda rec: (rec.double() - ra.double()).flatten(1).norm(dim=1)
-        if n_samples == 0: out.append(dist(model.reconstruct(xa)))
-        else: out.append(torch.stack([dist(model.mean(model(xa, sample=True).recon)) for _ in range(n_samples)]).mean(0))
-    return torch.cat(out)
-
-def distortion_points(model:nn.Module,     # the attacked autoencoder
-                      result:AttackResult, # `dbp_ae.attacks.attack`'s result for P pairs and K values of C
-                      n_samples:int=0,     # 0: deterministic reconstructions (ours); k: mean over k stochastic (Gondim)
-                      seed:int=0,          # seed of the stochastic reconstructions
-                      chunk_size:Optional[int]=None, # rows per forward pass; None: all
-                     ) -> tuple:
-    "The distortion–distortion points `(x, y)` of every pair and C, each (P, K) float64"
-    P, K = result.x_adv.shape[:2]
-    dev = model_device(model, result.x_adv)
-    x_o, x_t, x_adv = (v.detach().to(dev) for v in (result.x_o, result.x_t, result.x_adv))
-    with frozen(model), seeded(seed, dev), torch.no_grad(), fast_cpu_math():
-        d_adv = recon_dist(model, x_adv.flatten(0, 1), x_t.repeat_interleave(K, 0), n_samples, chunk_size).view(P, K)
-        d_o = recon_dist(model, x_o, x_t, n_samples, chunk_size)
-        d_t = recon_dist(model, x_t, x_t, n_samples, chunk_size)
-    d_norm = (x_adv.double() - x_o.double()[:, None]).flatten(2).norm(dim=2)
-    ref = (x_o.double() - x_t.double()).flatten(1).norm(dim=1)
-    to_np = lambda v: v.double().cpu().numpy()
-    return dd_points(to_np(d_norm), to_np(ref), to_np(d_adv), to_np(d_o), to_np(d_t))
-
-def attack_auddc(model:nn.Module,     # the attacked autoencoder
-                 result:AttackResult, # the attack's result
-                 **kwargs,            # passed to `distortion_points`
-                ) -> dict:
-    "Points, per-pair AUDDC and their summary: dict(x, y, auddc, mean, std, sem, n, n_nan)"
-    x, y = distortion_points(model, result, **kwargs)
-    v = auddc_pairs(x, y)
-    return dict(x=x, y=y, auddc=v, **auddc_stats(v))
-
-# %% ../nbs/06_auddc.ipynb #fba9cf2b
-STRENGTH_TOL = 0.02   # PAPER.md §7: the largest fall of the mean AUDDC that a stronger attack may cause
-
-def stronger_attacks(optimizer:str='lbfgsb', # the checked attack's optimiser
-                     iterations:int=3000,    # its iterations
-                     factor:int=3,           # the longer attack runs `factor`·`iterations`
-                     restarts:int=2,         # random starts besides d = 0 in the restart attack
-                    ) -> dict:
-    "The attack-strength check's variants of an attack, `{name: overrides of attack's arguments}`"
-    check_choice(optimizer, OPTIMIZERS, 'optimizer')
-    if factor < 1 or restarts < 1: raise ValueError(f"factor and restarts must be >= 1, got {factor} and {restarts}")
-    others = {o: dict(optimizer=o, **({} if o == 'adam' else {'chunk_size': None})) for o in OPTIMIZERS if o != optimizer}
-    return {f'{factor}x iterations': dict(iterations=factor*iterations),
-            **{OPTIMIZER_NAMES[o]: over for o, over in others.items()},
-            f'{restarts} restarts': dict(restarts=restarts)}
-
-def attack_strength(model:nn.Module,       # the attacked autoencoder
-                    x_o:Tensor,            # originals of the checked pairs (P, C, H, W)
-                    x_t:Tensor,            # their targets
-                    kind:str,              # 'output' or 'latent'
-                    default:float,         # mean AUDDC of the checked attack on these pairs
-                    attack_kw:Optional[dict]=None, # the checked attack's arguments of `attack` (cs, optimizer, iterations, ...)
-                    auddc_kw:Optional[dict]=None,  # arguments of `attack_auddc` (n_samples, seed, chunk_size)
-                    factor:int=3,          # see `stronger_attacks`
-                    restarts:int=2,        # see `stronger_attacks`
-                    tol:float=STRENGTH_TOL, # the largest fall allowed
-                   ) -> dict:
-    "Mean AUDDC of every stronger attack next to `default`: dict(default, pairs, variants={name: dict(auddc, drop, seconds)}, max_drop, too_weak)"
-    attack_kw, auddc_kw = dict(attack_kw or {}), dict(auddc_kw or {})
-    res = dict(default=float(default), pairs=len(x_o), variants={})
-    for name, over in stronger_attacks(attack_kw.get('optimizer', 'lbfgsb'), attack_kw.get('iterations', 3000), factor, restarts).items():
-        t0 = time.time()
-        a = attack_auddc(model, attack(model, x_o, x_t, kind, **{**attack_kw, **over}), **auddc_kw)
-        res['variants'][name] = dict(auddc=a['mean'], drop=res['default'] - a['mean'], seconds=time.time() - t0)
-    res['max_drop'] = max(v['drop'] for v in res['variants'].values())
-    res['too_weak'] = bool(res['max_drop'] > tol)
-    return res
-
-# %% ../nbs/06_auddc.ipynb #7541d6a2
-def plot_dd_curves(xs,                  # input distortions, (P, K) or (K,)
-                   ys,                  # output distortions, same shape
-                   ax=None,             # matplotlib axes; None: a new figure
-                   labels:Optional[Sequence[str]]=None, # one label per pair; None: 'pair i'
-                   points:bool=True,    # mark the attacks' points (not the two closing points)
-                   legend:bool=True,    # draw the legend
-                   **kwargs,            # passed to `ax.plot`
-                  ):
-    "Plot the distortion–distortion curve of every pair with its AUDDC; returns the axes"
-    import matplotlib.pyplot as plt
-    xs, ys = np.atleast_2d(np.asarray(xs, float)), np.atleast_2d(np.asarray(ys, float))
-    if ax is None: ax = plt.subplots(figsize=(5, 3.5))[1]
-    for ref in (0., 1.): ax.axhline(ref, color='0.7', lw=.8, ls='--', zorder=0)
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        cx, cy = dd_curve(x, y)
-        if not len(cx): continue
-        name = labels[i] if labels is not None else f'pair {i}'
-        line, = ax.plot(cx, cy, label=f'{name}: AUDDC {auddc(x, y):.3f}', **kwargs)
-        if points: ax.plot(cx[:-2], cy[:-2], '.', color=line.get_color(), ms=4)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel('input distortion  ‖d‖ / ‖x_o − x_t‖')
-    ax.set_ylabel('output distortion (normalised)')
-    if legend: ax.legend(fontsize='small')
-    return ax

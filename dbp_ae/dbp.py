@@ -9,13 +9,13 @@ from typing import Optional
 import torch
 from torch import nn, Tensor, autograd
 
-from .data import check_choice, check_finite
+from .core import check_choice, check_finite, rng_state, set_rng_state
 from .vae import VAE
 
 # %% auto #0
 __all__ = ['ESTIMATORS', 'SCHEDULES', 'sq_norm_sum', 'sq_norm_hutchinson', 'sq_norm_exact', 'sq_norm_fd', 'jacobian_sq_norms',
-           'rng_state', 'set_rng_state', 'fd_sq_norms', 'through_latents', 'dbp_penalty', 'dbp_loss', 'dbp_weight',
-           'spectral_norms', 'gradient_metrics']
+           'fd_sq_norms', 'through_latents', 'dbp_penalty', 'dbp_loss', 'dbp_weight', 'spectral_norms',
+           'gradient_metrics']
 
 # %% ../nbs/03_dbp.ipynb #36390ba5
 def _vjps(y:Tensor,               # outputs (B, m), a function of `x`
@@ -150,21 +150,6 @@ def jacobian_sq_norms(x:Tensor,                 # the batch (B, ...), with `requ
     return tuple(None if y is None else f(y.flatten(1), x, int(n_proj), create_graph, generator).mean() for y in (code, recon))
 
 # %% ../nbs/03_dbp.ipynb #21ddfc1e
-def rng_state(device:torch.device) -> tuple:
-    "The state of torch's global generators that a forward pass on `device` draws from: `(cpu, device's or None)`"
-    device = torch.device(device)
-    if device.type == 'cuda': return torch.get_rng_state(), torch.cuda.get_rng_state(device)
-    if device.type == 'mps': return torch.get_rng_state(), torch.mps.get_rng_state()
-    return torch.get_rng_state(), None
-
-def set_rng_state(state:tuple, device:torch.device):
-    "Restore a `state` taken by `rng_state` on `device`"
-    device = torch.device(device)
-    torch.set_rng_state(state[0])
-    if state[1] is None: return
-    if device.type == 'cuda': torch.cuda.set_rng_state(state[1], device)
-    else: torch.mps.set_rng_state(state[1])
-
 def fd_sq_norms(model:nn.Module,        # the autoencoder that produced `out`
                 x:Tensor,               # the batch `out` was computed on
                 out,                    # `AEOutput` of `model` on `x`

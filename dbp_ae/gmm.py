@@ -14,11 +14,13 @@ from torch import nn, Tensor
 from sklearn.mixture import GaussianMixture
 from sklearn import metrics as skm
 
-from .data import make_loader, get_device, check_choice, check_finite, fast_cpu_math
+from .data import make_loader
+from .core import get_device, check_choice, check_finite, fast_cpu_math, frozen
 
 # %% auto #0
 __all__ = ['COVARIANCE_TYPES', 'STEP_NORMS', 'codes_of', 'encode_dataset', 'fit_class_gmms', 'GMMClassifier', 'predict_dataset',
-           'accuracy', 'confusion_matrix', 'gmm_classifier', 'Transition', 'transition']
+           'accuracy', 'confusion_matrix', 'gmm_classifier', 'Transition', 'transition', 'first_classified',
+           'judge_probs', 'transition_summary', 'transition_groups']
 
 # %% ../nbs/07_gmm.ipynb #acb3dbd9
 def codes_of(model:nn.Module, # an autoencoder of the package (has `encode`)
@@ -35,12 +37,10 @@ def encode_dataset(model:nn.Module, # an autoencoder of the package
                   )->tuple:
     "`(codes, labels)` of `ds` as numpy arrays: codes (N, d) are the flattened encoder means, in data set order"
     device = get_device(device)
-    was = model.training; model.eval().to(device)
-    try:
-        zs,ys = [],[]
+    zs,ys = [],[]
+    with frozen(model.to(device)):
         for x,y in make_loader(ds, batch_size, shuffle=False):
             zs.append(codes_of(model, x.to(device)).double().cpu()); ys.append(torch.as_tensor(y))
-    finally: model.train(was)
     return torch.cat(zs).numpy(), torch.cat(ys).numpy()
 
 # %% ../nbs/07_gmm.ipynb #b6106ef2
@@ -140,13 +140,10 @@ def predict_dataset(clf:GMMClassifier, # a classifier with `predict`
                    )->tuple:
     "`(predicted, true)` labels of `ds` as numpy arrays"
     device = get_device(device)
-    was = clf.training; clf.eval().to(device)
-    try:
-        ps,ys = [],[]
-        with fast_cpu_math():
-            for x,y in make_loader(ds, batch_size, shuffle=False):
-                ps.append(clf.predict(x.to(device)).cpu()); ys.append(torch.as_tensor(y))
-    finally: clf.train(was)
+    ps,ys = [],[]
+    with frozen(clf.to(device)), fast_cpu_math():
+        for x,y in make_loader(ds, batch_size, shuffle=False):
+            ps.append(clf.predict(x.to(device)).cpu()); ys.append(torch.as_tensor(y))
     return torch.cat(ps).numpy(), torch.cat(ys).numpy()
 
 def accuracy(clf:GMMClassifier, ds, batch_size:int=256, device=None)->float:
@@ -205,12 +202,11 @@ def transition(clf:GMMClassifier, # classifier on an autoencoder (has `.model.re
     unknown = set(target.tolist()) - set(classes.tolist())
     if unknown: raise ValueError(f"unknown target class(es) {sorted(unknown)}; valid: {', '.join(map(str, classes.tolist()))}")
     idx = (target[:, None] == classes[None].to(x.device)).float().argmax(1)
-    was = clf.training; clf.eval()
     ims,recs,probs = [],[],[]
     def record(xc):
         with torch.no_grad():
             ims.append(xc.detach().cpu()); recs.append(clf.model.reconstruct(xc).cpu()); probs.append(clf(xc).softmax(1).cpu())
-    try:
+    with frozen(clf):
         xc = x.detach().clone()
         record(xc)
         for _ in range(steps):
@@ -221,5 +217,55 @@ def transition(clf:GMMClassifier, # classifier on an autoencoder (has `.model.re
             elif norm == 'sign': g = g.sign()
             xc = (xc.detach() + step_size * g).clamp(0, 1)
             record(xc)
-    finally: clf.train(was)
     return Transition(torch.stack(ims), torch.stack(recs), torch.stack(probs), target.cpu(), classes.cpu())
+
+# %% ../nbs/07_gmm.ipynb #30072dc5
+def first_classified(clfs:Sequence,  # classifiers with `predict`
+                     ds,             # data set of `(image, label)` items
+                     c:int,          # the class
+                     seed:int=0,     # seed of the permutation of `ds`
+                     device=None,    # where the images go
+                    )->int:
+    "Index of the first image of class `c` (seeded order) that every classifier of `clfs` labels `c`"
+    for i in torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist():
+        if int(ds.labels[i]) == c and all(int(clf.predict(ds[i][0][None].to(device))) == c for clf in clfs): return i
+    raise ValueError(f"no image of class {c} is classified as {c}")
+
+def judge_probs(judge:Optional[nn.Module], # a plain classifier returning logits; None: no judge
+                imgs:Tensor,               # images (N, C, H, W)
+                device=None,
+               )->Optional[Tensor]:
+    "The judge's class probabilities of `imgs`, (N, n_classes), on the CPU; None without a judge"
+    if judge is None: return None
+    with torch.no_grad(): return judge(imgs.to(device)).softmax(1).cpu()
+
+def transition_summary(tr:Transition,  # a transition of one image
+                       src:int, tgt:int, # its source and target class
+                       judge_p:Optional[Tensor]=None, # `judge_probs` of its images
+                       path:bool=False, # also the start, f_source at the end and the whole f_target path (Fig. 3)
+                      )->dict:
+    "f_target (column `tgt` of the probabilities: the class label on MNIST) at the end, the L2 distance moved and, with a judge, the class it reads at the end and its p(target)"
+    e = dict(p_target_end=float(tr.probs[-1, 0, tgt]), l2_moved=float((tr.images[-1, 0] - tr.images[0, 0]).norm()))
+    if path: e.update(p_target_start=float(tr.probs[0, 0, tgt]), p_source_end=float(tr.probs[-1, 0, src]), p_target_path=tr.probs[:, 0, tgt].tolist())
+    if judge_p is not None:
+        e.update(judge_label_end=int(judge_p[-1].argmax()), judge_p_target_end=float(judge_p[-1, tgt]))
+        if path: e.update(judge_label_start=int(judge_p[0].argmax()))
+    return e
+
+def transition_groups(clfs:dict,      # {name: GMM classifier}: every one moves the same image
+                      ds,             # the test data set
+                      pairs:Sequence, # (source, target) classes of every group
+                      judge=None,     # see `judge_probs`
+                      seed:int=0, device=None, # see `first_classified`
+                      **kwargs,       # passed to `transition` (steps, step_size, norm)
+                     )->tuple:
+    "`(summary, rows)`: per group 'src>tgt' its test image and each classifier's `transition_summary`; rows (group, name, Transition, tgt, summary)"
+    summary, rows = {}, []
+    for s, t in pairs:
+        i = first_classified(list(clfs.values()), ds, s, seed, device)
+        summary[f"{s}>{t}"] = {'test_index': i}
+        for name, clf in clfs.items():
+            tr = transition(clf, ds[i][0].to(device), t, **kwargs)
+            e = summary[f"{s}>{t}"][name] = transition_summary(tr, s, t, judge_probs(judge, tr.images[:, 0], device))
+            rows.append((f"{s}>{t}", name, tr, t, e))
+    return summary, rows

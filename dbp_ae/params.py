@@ -8,16 +8,20 @@ import ast, difflib, math, re
 from dataclasses import dataclass, fields
 from typing import Callable, Optional
 
+from pathlib import Path
+
 from .dbp import ESTIMATORS, SCHEDULES
 from .attacks import OPTIMIZERS, ATTACK_KINDS
 from .gmm import COVARIANCE_TYPES
 from .draw import DRAWConfig
+from .core import check_choice, get_device, set_threads
 
 # %% auto #0
-__all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'TRAIN_PARAMS', 'RUN_PARAMS', 'ATTACK_PARAMS', 'STRENGTH_PARAMS',
-           'GMM_PARAMS', 'AE_MODELS', 'CLASSIFIER_ROWS', 'PARAMS', 'RULES', 'Param', 'check_param', 'names_list',
-           'check_eps', 'check_digit_pairs', 'parse_draw_variant', 'check_variants', 'check_device', 'validate_params',
-           'notebook_defaults']
+__all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'DEFAULT_VARIANTS', 'AUTO_MODELS', 'TRAIN_PARAMS', 'RUN_PARAMS',
+           'ATTACK_PARAMS', 'STRENGTH_PARAMS', 'GMM_PARAMS', 'AE_MODELS', 'CLASSIFIER_ROWS', 'PARAMS', 'RULES',
+           'SMOKE_MODELS', 'RUN_SIZES', 'Param', 'check_param', 'names_list', 'check_eps', 'check_digit_pairs',
+           'parse_draw_variant', 'check_variants', 'draw_variants', 'model_list', 'check_device', 'validate_params',
+           'notebook_defaults', 'Cap', 'Default', 'PerDataset', 'run_sizes', 'model_settings', 'setup_run']
 
 # %% ../nbs/07a_params.ipynb #c2a7870b
 @dataclass(frozen=True)
@@ -127,6 +131,27 @@ def check_variants(v):
     labels = [parse_draw_variant(s)[0] for s in specs]
     if len(set(labels)) != len(labels): raise ValueError(f"variants repeat: {labels}")
 
+DEFAULT_VARIANTS = "draw-attn;draw;draw-attn:T=4;draw-attn:z_size=16"   # attention or not, fewer steps, fewer latents
+
+def draw_variants(v # 'auto', or DRAW variants ';'-separated (or a list)
+                 )->list:
+    "`(label, model name, overrides)` of every variant of `v` (`DEFAULT_VARIANTS` for 'auto')"
+    check_variants(v)
+    if v == 'auto': v = DEFAULT_VARIANTS
+    return [parse_draw_variant(s) for s in (v.split(';') if isinstance(v, str) else v) if s.strip()]
+
+AUTO_MODELS = dict(autoencoders=dict(celeba="conv-vae,draw,draw-attn", other="vae,draw,draw-attn"),   # Table 1's models
+                   classifiers=dict(svhn="gmm-dbp,cvnet", other="gmm-dbp,mlp,lenet"))                # Tables 3 and 4's rows
+
+def model_list(models:str,   # 'auto' or names, comma-separated
+                dataset:str, # the data set
+                kind:str,    # 'autoencoders' (Table 1) or 'classifiers' (Tables 3, 4)
+               )->list:
+    "`models` as a list of names; 'auto': the paper's (`AUTO_MODELS[kind]`) for `dataset`"
+    check_choice(kind, AUTO_MODELS, 'kind')
+    if models == 'auto': models = AUTO_MODELS[kind].get(dataset, AUTO_MODELS[kind]['other'])
+    return [m.strip() for m in models.split(',') if m.strip()]
+
 def check_device(v):
     "Raise unless `v` names a device: auto, cpu, cuda, cuda:N or mps (whether it is present is checked when the pipeline runs)"
     if not isinstance(v, str) or not re.fullmatch(r'auto|cpu|cuda(:\d+)?|mps', v): raise ValueError("unknown device")
@@ -235,3 +260,73 @@ def notebook_defaults(nb_path)->dict:
             try: out[n.targets[0].id] = ast.literal_eval(n.value)
             except ValueError: pass   # not a literal: left to the notebook
     return out
+
+# %% ../nbs/07a_params.ipynb #fd07ae4e
+@dataclass(frozen=True)
+class Cap:
+    "A size that keeps a parameter but at most `n` (None becomes `n`)"
+    n:int
+    def apply(self, v, p:dict): return self.n if v is None else min(v, self.n)
+
+@dataclass(frozen=True)
+class Default:
+    "A size that fills a parameter left None with `v`"
+    v:object
+    def apply(self, v, p:dict): return self.v if v is None else v
+
+@dataclass(frozen=True)
+class PerDataset:
+    "A size that depends on the data set: `sizes[dataset]`, else `other`"
+    sizes:tuple   # (data set, size) pairs
+    other:object
+    def apply(self, v, p:dict): return dict(self.sizes).get(p['dataset'], self.other)
+
+SMOKE_MODELS = {'vae': dict(hidden=[64, 64], z_dim=8), 'conv-vae': dict(channels=[8, 16, 16, 16], hidden=32, z_dim=8),
+                'draw': dict(T=2, enc_size=32, dec_size=32, z_size=4), 'draw-attn': dict(T=2, enc_size=32, dec_size=32, z_size=4, read_n=4, write_n=4),
+                'mlp': dict(hidden=[64]), 'lenet': {}, 'cvnet': dict(channels=[8, 16, 16], hidden=32)}
+
+_GRAD = dict(n_iter=30, n_proj=128)                  # power iterations and projections of the gradient metrics (Table 1)
+_SMOKE_TRAIN = dict(epochs=1, n_train=256)           # one epoch on the first 256 training images
+_SMOKE_ATTACK = dict(n_pairs=Cap(2), n_c=Cap(4), iterations=Cap(20), strength_check=Default(False))
+_SMOKE_GMM = dict(epochs=2, clf_epochs=1, n_components=Cap(2), n_train=PerDataset((('mnist-sample', None),), 2000))  # mnist-sample whole: its training split is sorted by class
+
+RUN_SIZES = {
+    '01_reconstruction': dict(paper=dict(n_train=None, **_GRAD), smoke=dict(_SMOKE_TRAIN, n_eval=64, n_grad=16, n_iter=5, n_proj=16)),
+    '02_vae_gradients': dict(paper=dict(n_train=None, n_grad=256, **_GRAD),
+                             smoke=dict(_SMOKE_TRAIN, n_eval=64, n_c=Cap(4), iterations=Cap(20), n_grad=16, n_iter=5, n_proj=16)),
+    '03_gmm_transition': dict(paper=dict(n_train=None), smoke=dict(_SMOKE_GMM, steps=Cap(10), n_test=Default(300))),
+    '04_vae_attack': dict(paper=dict(n_train=None, strength_check=Default(True)), smoke=dict(_SMOKE_TRAIN, **_SMOKE_ATTACK, n_fig=Cap(2))),
+    '05_draw_attack': dict(paper=dict(n_train=None, strength_check=Default(True)), smoke=dict(_SMOKE_TRAIN, **_SMOKE_ATTACK)),
+    '06_classifier_robustness': dict(paper=dict(n_train=None), smoke=dict(_SMOKE_GMM, pgd_steps=5, pgd_restarts=Cap(1), n_eval=Cap(40),
+                                     audit_steps_factor=2, audit_restarts=Cap(1), aa_iter=5, aa_restarts=1, square_queries=Cap(20))),
+}
+
+def run_sizes(pipeline:str, # a key of `RUN_SIZES`
+              p:dict,       # the pipeline's parameters (`smoke` and `dataset` among them)
+             )->dict:
+    "The settings `RUN_SIZES` gives `pipeline` at the size `p` asks for: resized parameters and settings that are not parameters"
+    check_choice(pipeline, RUN_SIZES, 'pipeline')
+    s = RUN_SIZES[pipeline]
+    sizes = {**s['paper'], **(s['smoke'] if p['smoke'] else {})}
+    return {k: v.apply(p.get(k), p) if isinstance(v, (Cap, Default, PerDataset)) else v for k, v in sizes.items()}
+
+def model_settings(name:str,   # a model name of `dbp_ae.train.MODELS`
+                   smoke:bool, # smoke size (`SMOKE_MODELS`) or the package's defaults
+                   in_shape,   # the data's image shape (C, H, W)
+                   **over,     # further overrides (a DRAW variant's)
+                  )->dict:
+    "The overrides of model `name`'s config in a run"
+    return {**(SMOKE_MODELS.get(name, {}) if smoke else {}), **over, 'in_shape': list(in_shape)}
+
+# %% ../nbs/07a_params.ipynb #bc1fd717
+def setup_run(pipeline:str, # a key of `PARAMS`
+              ns:dict,      # the notebook's namespace (`globals()`), holding every parameter of the pipeline
+             )->dict:
+    "Check the parameters of `pipeline` in `ns`, apply the run size, set the threads, make the output folder; returns the values to set"
+    p = validate_params(pipeline, ns, namespace=True)
+    new = run_sizes(pipeline, p)
+    validate_params(pipeline, {**p, **{k: v for k, v in new.items() if k in PARAMS[pipeline]}})
+    set_threads(1 if p['threads'] is None and p['smoke'] else p['threads'])
+    out = Path(p['out_dir'])/('smoke' if p['smoke'] else '')/p['dataset']
+    out.mkdir(parents=True, exist_ok=True)
+    return {**new, 'dev': get_device(p['device']), 'out': out}

@@ -307,7 +307,7 @@ def versions()->dict:
 def device_info(device:Optional[str]=None)->str:
     "The device the pipelines run on, in words"
     import torch
-    from dbp_ae.data import get_device
+    from dbp_ae.core import get_device
     dev = get_device(device)
     if dev.type == 'cuda': return f"cuda ({torch.cuda.get_device_name(dev)})"
     cpu = platform.processor() or platform.machine()

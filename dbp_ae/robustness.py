@@ -16,12 +16,13 @@ from art.estimators.classification import PyTorchClassifier
 from art.attacks.evasion import (FastGradientMethod, ProjectedGradientDescent, AutoProjectedGradientDescent,
                                  AutoAttack, SquareAttack)
 
-from .data import get_device, check_choice, fast_cpu_math, seed_everything
+from .core import get_device, check_choice, fast_cpu_math, seed_everything
 
 # %% auto #0
 __all__ = ['LOSSES', 'ATTACKS', 'BATCH', 'MarginLoss', 'art_classifier', 'eval_arrays', 'parse_eps', 'eps_key', 'PGDConfig',
            'AutoAttackConfig', 'fgsm', 'pgd', 'autoattack', 'adversarial', 'predict_labels', 'art_accuracy',
-           'robust_accuracy', 'transfer_accuracy', 'audit_verdict', 'masking_audit']
+           'robust_accuracy', 'transfer_accuracy', 'audit_verdict', 'masking_audit', 'eps_label', 'default_eps',
+           'table3_frame', 'table4_frame', 'audit_markdown', 'table34_settings']
 
 # %% ../nbs/08_robustness.ipynb #5bf65c67
 class MarginLoss(nn.Module):
@@ -255,3 +256,55 @@ def masking_audit(model, x, y,      # the audited classifier and its evaluation 
     res = audit_verdict(white, black or {}, strong, large, tol, small_tol, zero_tol)
     return dict(res, strong_pgd=strong, strong_pgd_config=asdict(strong_cfg), large_eps=large,
                 tolerances=dict(tol=tol, small_tol=small_tol, zero_tol=zero_tol))
+
+# %% ../nbs/08_robustness.ipynb #17808516
+def eps_label(eps:float,    # a budget
+              dataset:str,  # the data set: SVHN's budgets are written k/255
+             )->str:
+    "How the tables write `eps`"
+    return f"{round(eps*255)}/255" if dataset == 'svhn' and abs(eps*255 - round(eps*255)) < 1e-3 else f"{eps:g}"
+
+def default_eps(dataset:str)->str:
+    "The budgets of the paper's Tables 3 and 4 on `dataset`"
+    return "2/255,4/255,8/255" if dataset == "svhn" else "0.1,0.2,0.3"
+
+def table3_frame(table3:dict,      # {model: `robust_accuracy` result}
+                 eps_list:Sequence[float], attacks:Sequence[str], dataset:str,
+                 paper_clean:dict, # {model: the paper's clean accuracy %}
+                )->'pd.DataFrame':
+    "Table 3: accuracy % per model (rows), clean and per attack and ε (columns)"
+    import pandas as pd
+    return pd.DataFrame([{'model': m, 'clean': 100*r['clean'], 'paper clean': paper_clean.get(m),
+                          **{f"{a} {eps_label(e, dataset)}": 100*r[a][eps_key(e)] for a in attacks for e in eps_list}}
+                         for m, r in table3.items()]).set_index('model')
+
+def table4_frame(table4:dict, table3:dict, # {source: `transfer_accuracy` result}, {model: `robust_accuracy` result}
+                 eps_list:Sequence[float], attack:str, dataset:str, # the budgets, the white-box attack run on the sources
+                 target:str='gmm-dbp', # the black-box target
+                )->'pd.DataFrame':
+    "Table 4: one row per source and ε: the target's black-box accuracy %, the source's and the target's white-box one"
+    import pandas as pd
+    cols = ['source', 'eps', 'Encoder(DBP)+GMM black box', 'source white box', 'Encoder(DBP)+GMM white box']
+    return pd.DataFrame([dict(zip(cols, (s, eps_label(e, dataset), 100*r[eps_key(e)], 100*table3[s][attack][eps_key(e)], 100*table3[target][attack][eps_key(e)])))
+                         for s, r in table4.items() for e in eps_list], columns=cols)
+
+def audit_markdown(a:dict # `masking_audit`'s result
+                  )->str:
+    "The audit's verdict and checks as Markdown lines"
+    return ("\nGradient-masking audit of gmm-dbp: " + a['verdict'] + "\n\n" +
+            "\n".join(f"- {'PASS' if c['passed'] else 'FAIL'} {n}: {c['detail']}" for n, c in a['checks'].items()) +
+            f"\n- stronger PGD ({a['strong_pgd_config']['steps']} steps, {a['strong_pgd_config']['restarts']} restarts): {a['strong_pgd']}\n"
+            f"- PGD at large eps: {a['large_eps']}\n")
+
+def table34_settings(p:dict,          # the pipeline's parameters
+                     eps_list:Sequence[float], n_eval:int, # the budgets, the images attacked
+                     aa_cfg:AutoAttackConfig, # AutoAttack's settings
+                     encoder:str, encoder_config:dict, n_fit:int, # the DBP encoder, its full config, the training codes of the GMMs
+                     device=None,
+                    )->str:
+    "The settings line of Tables 3 and 4"
+    enc = (f"Encoder(DBP) = {encoder} {encoder_config}, {p['epochs']} epochs, batch {p['batch_size']}, lr {p['lr']}, lambda1 {p['lambda1']}, lambda2 {p['lambda2']}, "
+           f"estimator {p['estimator']}, schedule {p['schedule']}; GMM K={p['n_components']} {p['covariance_type']} per class on {n_fit} training codes")
+    return (f"{p['dataset']}, {n_eval} test images (seed {p['seed']}), L-inf eps {[eps_label(e, p['dataset']) for e in eps_list]}; FGSM; PGD {p['pgd_steps']} steps of 2.5 eps/{p['pgd_steps']}, "
+            f"{p['pgd_restarts']} random restart(s), {p['pgd_loss']} loss; AutoAttack (ART) APGD-CE + APGD-DLR, {aa_cfg.max_iter} iterations, {aa_cfg.restarts} start(s)"
+            + (f" + Square {aa_cfg.square_queries} queries" if aa_cfg.square_queries else "") + f"; {enc}; classifiers {p['clf_epochs']} epochs; device {device}")

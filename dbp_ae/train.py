@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import make_loader, seed_everything, get_device, check_choice, load_dataset, fast_cpu_math
+from .data import make_loader, load_dataset
+from .core import seed_everything, get_device, check_choice, fast_cpu_math, frozen
 from .vae import MLPVAE, MLPVAEConfig, ConvVAE, ConvVAEConfig
 from .draw import DRAW, DRAWConfig
 from .classifiers import MLP, MLPConfig, LeNet, LeNetConfig, CvNet, CvNetConfig
@@ -25,7 +26,7 @@ __all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'model_config', 'make_mod
            'config_hash', 'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic',
            'BadCheckpoint', 'tensor_checksum', 'with_checksum', 'load_checkpoint', 'set_aside', 'TrainingDiverged',
            'adam_options', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder', 'lock_path',
-           'folder_lock', 'train_cached']
+           'folder_lock', 'train_cached', 'train_config', 'train_words', 'Trained', 'train_pair']
 
 # %% ../nbs/04_train.ipynb #96af3e55
 MODELS = {
@@ -343,10 +344,9 @@ def evaluate_ae(model:nn.Module, # a trained autoencoder
                )->dict:
     "Reconstruction error, loss terms and gradient metrics of `model` on `ds`"
     device = get_device(device)
-    with fast_cpu_math(): return _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, device, seed)
+    with frozen(model.to(device)), fast_cpu_math(): return _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, device, seed)
 
 def _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, device, seed):
-    was = model.training; model.eval().to(device)
     seed_everything(seed)
     errs,sums,n = [],{},0
     for x,_ in make_loader(ds, batch_size, shuffle=False):
@@ -363,7 +363,6 @@ def _evaluate_ae(model, ds, batch_size, n_grad, exact_max, n_proj, n_iter, devic
             if isinstance(v, str): res[k] = v
             else: gm[k] = gm.get(k, 0.) + float(v)*len(xb)
     res.update({k: v/len(xg) for k,v in gm.items()})
-    model.train(was)
     return res
 
 # %% ../nbs/04_train.ipynb #ba5eb8d3
@@ -507,3 +506,41 @@ def _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, devi
                                        world_size=comm.world_size if comm is not None else 1)), folder/'model.pt')
         (folder/'last.pt').unlink(missing_ok=True)
     return model, history, folder
+
+# %% ../nbs/04_train.ipynb #910afb50
+def train_config(p:dict,        # a pipeline's parameters (or its namespace)
+                 dbp:bool=True, # with the DBP weights of `p`, or λ₁ = λ₂ = 0
+                )->TrainConfig:
+    "The `TrainConfig` of the pipeline parameters `p`, with DBP or without"
+    return TrainConfig(epochs=p['epochs'], batch_size=p['batch_size'], lr=p['lr'], lambda1=p['lambda1'] if dbp else 0.,
+                       lambda2=p['lambda2'] if dbp else 0., estimator=p['estimator'], schedule=p['schedule'], seed=p['seed'])
+
+def train_words(p:dict,                   # a pipeline's parameters
+                n_train:Optional[int]=None, # the training images used; None: all
+               )->str:
+    "The training settings of `p` in words, as the settings lines of the metrics files give them"
+    return (f"{p['epochs']} epochs, batch {p['batch_size']}, lr {p['lr']}, lambda1 {p['lambda1']}, lambda2 {p['lambda2']}, "
+            f"estimator {p['estimator']}, schedule {p['schedule']}{', n_train ' + str(n_train) if n_train else ''}")
+
+@dataclass
+class Trained:
+    "A model from `train_pair`"
+    model:nn.Module # in eval mode
+    folder:Path     # its cache folder
+    seconds:float   # to train it or load it
+
+def train_pair(model_name:str, # one of `MODELS`
+               dataset:str,    # the data set
+               p:dict,         # the pipeline's parameters: `train_config`'s, `cache_dir`, `data_dir`
+               model_cfg:Optional[dict]=None, # overrides of the model's config
+               log=print,      # one line per model; None: silent
+               **kwargs,       # passed to `train_cached` (device, n_train, train_ds, progress, ...)
+              )->dict:
+    "`{False: Trained, True: Trained}`: `model_name` trained without and with DBP, from the cache when there"
+    res = {}
+    for dbp in (False, True):
+        t0 = time.time()
+        model, _, folder = train_cached(model_name, dataset, train_config(p, dbp), model_cfg, cache_dir=p.get('cache_dir'), data_dir=p.get('data_dir'), **kwargs)
+        res[dbp] = Trained(model.eval(), folder, time.time() - t0)
+        if log: log(f"{model_name} {'DBP' if dbp else 'plain'}: {sum(q.numel() for q in model.parameters())} parameters, {folder}")
+    return res

@@ -93,7 +93,7 @@ TRAIN = ["train", "--model", "vae", "--dataset", "mnist-sample", "--model-cfg", 
 def _torchrun(out, **kw):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",   # the agent binds a free port itself: no race
-           "-m", "dbp_ae.distributed", *TRAIN, "--out", str(out)]
+           "-m", "dbp_ae.cli", *TRAIN, "--out", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw)
 
 

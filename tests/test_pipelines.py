@@ -10,15 +10,28 @@ from dbp_ae.data import load_dataset
 from pipeline_runner import run, check_output  # tests/ is on sys.path under pytest
 
 
+def csv_rows(path):
+    "Rows of a CSV table written by a pipeline, as dicts keyed by the first column"
+    import csv
+    rows = list(csv.DictReader(path.open()))
+    return {r[next(iter(r))]: r for r in rows}
+
+
+def same_5(a, b):
+    "`a` and `b` agree to the 5 significant digits the pipelines' CSV tables keep"
+    return math.isclose(float(a), float(b), rel_tol=1e-4)
+
+
 def test_reconstruction_smoke(tmp_path):
     out = run("01_reconstruction.ipynb", tmp_path, dataset="mnist-sample", models="vae,draw-attn")
     for f in ("table1.csv", "table1.md", "fig4.png", "fig4.pdf", "table1_metrics.json"):
         check_output(out / f)
     m = json.loads((out / "table1_metrics.json").read_text())
     assert m["smoke"] is True and set(m["models"]) == {"vae", "draw-attn"}
-    for r in m["models"].values():
-        for run_ in ("plain", "dbp"):
-            assert 0 < r[run_]["rec_error"] < 28  # an L2 distance of 784 pixels in [0, 1]
+    table = csv_rows(out / "table1.csv")
+    for name, r in m["models"].items():
+        for run_, col in (("plain", "rec_error plain"), ("dbp", "rec_error DBP")):
+            assert r[run_]["rec_error"] > 0 and same_5(r[run_]["rec_error"], table[name][col])   # the table shows the metric
             assert all(math.isfinite(r[run_][k]) and r[run_][k] >= 0 for k in ("grad_x", "grad_z", "fro_x", "spec_x"))
         assert math.isfinite(r["grad_x_ratio"]) and r["grad_x_ratio"] > 0
     assert "| grad_x ratio" in (out / "table1.md").read_text()
@@ -56,8 +69,11 @@ def test_vae_gradients_smoke(tmp_path):
     labels = load_dataset("mnist-sample", "test").labels.tolist()
     o, t = m["pair"]
     assert labels[o] != labels[t]                # the target is of another class
-    for r in m["models"].values():
-        assert 0 < r["rec_error"] < 28 and finite(r["grad_x"]) and r["grad_x"] > 0
+    table = csv_rows(out / "fig2.csv")
+    assert set(table) == {"vae (no DBP)", "vae (DBP)"}
+    for r, row in zip(m["models"].values(), (table["vae (no DBP)"], table["vae (DBP)"])):
+        assert r["rec_error"] > 0 and same_5(r["rec_error"], row["rec_error"]) and same_5(r["grad_x"], row["grad_x"])
+        assert finite(r["grad_x"]) and r["grad_x"] > 0
         assert r["C"] in m["cs"] and 0 <= r["x"] and finite(r["y"]) and finite(r["auddc"])
         assert len(r["curve_x"]) == len(r["curve_y"]) == 5
     assert finite(m["grad_x_ratio"]) and m["grad_x_ratio"] > 0
@@ -143,9 +159,9 @@ def test_attack_pipelines_reject_unknown_dataset(tmp_path, name):
 def test_attack_pipelines_reject_unknown_options(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="unknown DRAW variant model 'gan'"):
         run("05_draw_attack.ipynb", tmp_path, dataset="mnist-sample", variants="draw-attn;gan:T=2")
-    with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'sgd'; valid: adam, lbfgsb"):
+    with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'sgd'; valid: lbfgsb, scipy-lbfgsb, adam"):
         run("04_vae_attack.ipynb", tmp_path, dataset="mnist-sample", optimizer="sgd")
-    with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'lbfgs'; valid: adam, lbfgsb"):
+    with pytest.raises(pm.PapermillExecutionError, match="unknown optimizer 'lbfgs'; valid: lbfgsb, scipy-lbfgsb, adam"):
         run("02_vae_gradients.ipynb", tmp_path, dataset="mnist-sample", optimizer="lbfgs")  # one name everywhere
 
 

@@ -238,7 +238,8 @@ def test_lock_wait_times_out_naming_the_holder(tmp_path):
 
 def test_metrics_refuse_non_finite_input():
     from dbp_ae.dbp import gradient_metrics, spectral_norms
-    from dbp_ae.auddc import dd_points, recon_dist
+    from dbp_ae.auddc import dd_points
+    from dbp_ae.evaluate import recon_dist
     from dbp_ae.gmm import fit_class_gmms, GMMClassifier, transition
     torch.manual_seed(0)
     vae = make_model("vae", **SMALL).eval()
