@@ -17,10 +17,11 @@ from .params import PARAMS, validate_params, notebook_defaults
 from . import report
 
 # %% auto #0
-__all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'PROFILES', 'SET_ELSEWHERE', 'PATH_PARAMS', 'profile_table',
-           'pipelines_dir', 'valid_names', 'select_pipelines', 'Task', 'parse_sets', 'check_sets', 'plan',
-           'check_notebooks', 'missing_data', 'code_hash', 'notebook_params', 'task_hash', 'stamp_path', 'read_stamp',
-           'is_done', 'fmt_s', 'versions', 'device_info', 'executed_path', 'run_task', 'reproduce', 'write_report']
+__all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'QUICK', 'PROFILES', 'SET_ELSEWHERE', 'PATH_PARAMS',
+           'profile_table', 'pipelines_dir', 'valid_names', 'select_pipelines', 'Task', 'parse_sets', 'check_sets',
+           'plan', 'check_notebooks', 'missing_data', 'code_hash', 'notebook_params', 'task_hash', 'stamp_path',
+           'read_stamp', 'is_done', 'fmt_s', 'versions', 'device_info', 'executed_path', 'run_task', 'reproduce',
+           'write_report']
 
 # %% ../nbs/08a_reproduce.ipynb #45d91e3b
 PIPELINES = {
@@ -43,6 +44,7 @@ ITEMS = {item: tuple(p for p, d in PIPELINES.items() if item in d['items']) for 
 # %% ../nbs/08a_reproduce.ipynb #6817499b
 QUICK_EPOCHS = 8   # training epochs of every autoencoder in the quick profile (shared, so the models are trained once) ...
 QUICK_BATCH = 32   # ... at batch 32: 1,000 updates on the 4,000 digits, DBP from update 500 (see below)
+QUICK = dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, threads=1)   # one torch thread: see below
 
 PROFILES = {
     'smoke': dict(
@@ -59,22 +61,22 @@ PROFILES = {
     'quick': dict(
         about=f"mnist-sample (4,000 training / 1,000 test digits) on the CPU in about 15 minutes on 2 cores: the paper's VAE and "
               f"DRAW with attention (package defaults) trained {QUICK_EPOCHS} epochs at batch {QUICK_BATCH} (paper 20 epochs at 128); DRAW without attention and the other "
-              f"DRAW variants left out; attacks on fewer pairs, C values and iterations; attack-strength check "
+              f"DRAW variants left out; attacks on fewer pairs, C values and iterations; one torch thread per notebook; attack-strength check "
               f"on the VAE only; classifiers attacked on 100 images by PGD with 100 steps, 3 restarts and the margin loss (as strong as AutoAttack on the GMM, which is left out for time). A preview, not the paper's scale",
         pipelines={
             '01_reconstruction':        dict(datasets=['mnist-sample'], est=400,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, models='vae,draw-attn', n_eval=1000, n_grad=32)),
+                                             params=dict(**QUICK, models='vae,draw-attn', n_eval=1000, n_grad=32)),
             '02_vae_gradients':         dict(datasets=['mnist-sample'], est=35,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, n_c=20, iterations=1000, n_eval=1000)),
+                                             params=dict(**QUICK, n_c=20, iterations=1000, n_eval=1000)),
             '04_vae_attack':            dict(datasets=['mnist-sample'], est=115,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, n_pairs=8, n_c=12, iterations=500,
+                                             params=dict(**QUICK, n_pairs=8, n_c=12, iterations=500,
                                                          strength_check=True, strength_factor=2, strength_restarts=1)),
             '05_draw_attack':           dict(datasets=['mnist-sample'], est=110,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, variants='draw-attn', n_pairs=4, n_c=10,
+                                             params=dict(**QUICK, variants='draw-attn', n_pairs=4, n_c=10,
                                                          iterations=250, strength_check=False)),
-            '03_gmm_transition':        dict(datasets=['mnist-sample'], est=40, params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, clf_epochs=3)),
+            '03_gmm_transition':        dict(datasets=['mnist-sample'], est=40, params=dict(**QUICK, clf_epochs=3)),
             '06_classifier_robustness': dict(datasets=['mnist-sample'], est=200,
-                                             params=dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, clf_epochs=3, pgd_steps=100, pgd_restarts=3, pgd_loss='margin',
+                                             params=dict(**QUICK, clf_epochs=3, pgd_steps=100, pgd_restarts=3, pgd_loss='margin',
                                                          n_eval=100, autoattack=False, audit_steps_factor=2, audit_restarts=3)),
         }),
     'paper': dict(
