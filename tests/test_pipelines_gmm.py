@@ -52,6 +52,13 @@ def test_classifier_robustness_smoke(tmp_path):
     a = m["audit"]
     assert isinstance(a["passed"], bool) and isinstance(a["verdict"], str)
     assert a["passed"] == all(c["passed"] for c in a["checks"].values())
+    # each check follows from the numbers it reports, and the pipeline's default attack passes its own audit
+    tol = a["tolerances"]
+    assert a["checks"]["falls_to_zero"]["passed"] == (a["large_eps"]["1"] <= tol["zero_tol"])
+    pgd = m["table3"]["gmm-dbp"]["pgd"]
+    assert a["checks"]["more_steps_no_gain"]["passed"] == all(pgd[e] - a["strong_pgd"][e] <= tol["tol"] for e in pgd)
+    assert a["passed"], a["verdict"]
+    assert a["large_eps"]["1"] == 0.0                       # at eps = 1 every image can be turned into any other
     assert set(a["checks"]) >= {"falls_to_zero", "black_le_white", "more_steps_no_gain", "autoattack_agrees"}
     md = (out / "table3.md").read_text()
     assert md.startswith("Table 3") and "Gradient-masking audit of gmm-dbp" in md and "autoattack 0.3" in md
