@@ -46,7 +46,11 @@ def test_committed_verdicts():
     assert mnist[("table3", "gmm-dbp")].verdict != REPRODUCED     # 96.68% vs the paper's 95.28%: the tolerance is two-sided
     sample = {(c.item, c.family): c for c in judge_folder(FIGURES / "mnist-sample", "mnist-sample")}
     assert sample[("table2", "vae")].verdict == PREVIEW and sample[("table2", "draw-attn")].would_be == "not reproduced"
-    assert sample[("table3", "gmm-dbp vs mlp")].verdict == MASKING   # the quick profile's audit failed
+    # the quick profile's margin-loss PGD passes its own audit, so the robustness claim is judged (a preview), not voided;
+    # under that attack the GMM is not more robust than the MLP at every eps (both 0% at 0.3). A failed audit: 08c's tests.
+    for other in ("mlp", "lenet"):
+        t3 = sample[("table3", f"gmm-dbp vs {other}")]
+        assert t3.verdict == PREVIEW and t3.would_be == "not reproduced" and t3.would_be != MASKING
     svhn = {(c.item, c.family): c for c in judge_folder(FIGURES / "svhn", "svhn")}
     assert svhn[("table3", "gmm-dbp")].would_be == "not reproduced" and "47.00%" in svhn[("table3", "gmm-dbp")].evidence
     tree = {(c.item, c.family, c.dataset): c.verdict for _, _, c in report.judge_tree(FIGURES)}
