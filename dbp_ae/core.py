@@ -13,7 +13,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['check_choice', 'check_finite', 'get_device', 'set_threads', 'fast_cpu_math', 'seed_everything', 'rng_state',
-           'set_rng_state', 'seeded', 'frozen']
+           'set_rng_state', 'seeded', 'frozen', 'slope_check']
 
 # %% ../nbs/00_core.ipynb #3bc5514c
 def check_choice(value, choices, what:str):
@@ -65,7 +65,6 @@ def set_threads(threads:Optional[int]=None, # torch's CPU threads, an integer >=
     return torch.get_num_threads()
 
 # %% ../nbs/00_core.ipynb #e3f9feda
-import contextlib
 _FLUSH = [False]
 
 @contextlib.contextmanager
@@ -127,3 +126,25 @@ def frozen(model:nn.Module, # the model to evaluate or attack
     finally:
         for m, t in modes: m.training = t
         for p, r in flags: p.requires_grad_(r)
+
+# %% ../nbs/00_core.ipynb #8b575073
+def slope_check(f,                 # () -> scalar tensor, a differentiable function of `params`
+                params,            # the parameters (tensors that require grad), changed in place and restored
+                h:float=1e-6,      # step of the central difference
+                seed:int=0,        # seed of the direction v
+               ) -> tuple:
+    "`(autograd, central difference)` of the derivative of `f` along a seeded random direction of `params`"
+    params = list(params)
+    g = torch.Generator().manual_seed(seed)
+    v = [torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device) for p in params]
+    grads = torch.autograd.grad(f(), params, allow_unused=True)
+    auto = sum(float((gr*d).sum()) for gr, d in zip(grads, v) if gr is not None)
+    saved = [p.detach().clone() for p in params]
+    def shifted(t):
+        with torch.no_grad():
+            for p, d in zip(params, v): p.add_(t*d)
+        try: return float(f())
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved): p.copy_(s)                 # exactly the parameters we were given
+    return auto, (shifted(h) - shifted(-h))/(2*h)
