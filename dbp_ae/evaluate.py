@@ -24,7 +24,8 @@ __all__ = ['STRENGTH_TOL', 'STRENGTH_ON', 'recon_dist', 'distortion_points', 'at
            'stronger_attacks', 'attack_strength', 'pair_batch', 'first_pair', 'sample_pair_batch', 'attack_kwargs',
            'run_name', 'pair_gaps', 'attack_scored', 'evaluate_models', 'pair_summary', 'labels_of', 'kinds_of',
            'table2_auddc', 'table2_claims', 'table2_settings', 'table2_frame', 'table2_markdown', 'claim_lines',
-           'write_table2', 'strength_table', 'write_strength', 'too_weak', 'shown_attack']
+           'write_table2', 'strength_table', 'write_strength', 'too_weak', 'shown_attack', 'matched_attack',
+           'median_pair', 'fig2_pair', 'fig2_attacks']
 
 # %% ../nbs/06a_evaluate.ipynb #eeb903cc
 def recon_dist(model:nn.Module,   # the autoencoder
@@ -340,3 +341,78 @@ def shown_attack(model:nn.Module, # the attacked autoencoder
                 rec_error_original=float((x_o - rec_o).norm()), rec_error_adversarial=float((x_adv - rec_adv).norm()),
                 dist_adv_recon_to_target=float((rec_adv - x_t).norm()), grad_x_original=gm_o['grad_x'], grad_x_adversarial=gm_adv['grad_x'],
                 auddc=float(s['auddc'][0]), seconds=e['seconds'], x_adv=x_adv, rec_o=rec_o, rec_adv=rec_adv)
+
+# %% ../nbs/06a_evaluate.ipynb #c91a87e1
+def matched_attack(model:nn.Module,      # the attacked autoencoder
+                   x_o:Tensor, x_t:Tensor, # one pair, (1, C, H, W) each
+                   kind:str,              # 'output' or 'latent'
+                   e:dict,                # `attack_scored` of the pair over the C grid
+                   target:float,          # the input distortion x* = ‖d‖ / ‖x_o − x_t‖ wanted
+                   attack_kw:dict,        # `attack`'s arguments (its `cs` is replaced)
+                   auddc_kw:Optional[dict]=None, # `attack_auddc`'s
+                   tol:float=0.005,       # |x − x*| accepted
+                   max_steps:int=12,      # bisection steps at most
+                  )->dict:
+    "`attack_scored` of the pair at one C whose x is within `tol` of `target` (bisected in log C), with `matched`, `steps` and `x`"
+    cs = np.asarray(attack_kw['cs'], float); xs = np.asarray(e['score']['x'][0], float)
+    ok = np.isfinite(xs)
+    near = int(np.nanargmin(np.where(ok, np.abs(xs - target), np.nan)))
+    best = dict(attack_scored(model, x_o, x_t, kind, dict(attack_kw, cs=[float(cs[near])]), auddc_kw), c=float(cs[near]))
+    bx = float(best['score']['x'][0, 0]); steps = 0
+    order = np.argsort(cs); cs_s, xs_s = cs[order], xs[order]
+    lo = hi = None   # lo: a C with x above the target (too little weight on ||d||), hi: one with x below it
+    for c, x in zip(cs_s, xs_s):
+        if not np.isfinite(x) or c <= 0: continue
+        if x >= target: lo = c
+        elif lo is not None: hi = c; break   # the first bracket from small C
+    while lo is not None and hi is not None and abs(bx - target) > tol and steps < max_steps:
+        mid = float(np.sqrt(lo*hi)); steps += 1
+        got = attack_scored(model, x_o, x_t, kind, dict(attack_kw, cs=[mid]), auddc_kw)
+        x = float(got['score']['x'][0, 0])
+        if abs(x - target) < abs(bx - target): best, bx = dict(got, c=mid), x
+        if x >= target: lo = mid
+        else: hi = mid
+    return dict(best, matched=abs(bx - target) <= tol, steps=steps, x=bx)
+
+def median_pair(auddc # AUDDC of every pair, (P,)
+               )->int:
+    "Index of the pair whose AUDDC is the median (the lower middle one for an even count); NaN pairs are never chosen"
+    a = np.asarray(auddc, float)
+    idx = [int(i) for i in np.argsort(np.where(np.isfinite(a), a, np.inf), kind='stable') if np.isfinite(a[i])]
+    if not idx: raise ValueError("no pair has a finite AUDDC; attack more pairs or check the attack")
+    return idx[(len(idx) - 1)//2]
+
+# %% ../nbs/06a_evaluate.ipynb #86d24449
+def fig2_pair(model:nn.Module,  # the model the rule attacks (the one without DBP)
+              ds,               # the test split
+              n:int,            # the first `n` seeded pairs are candidates
+              seed:int,         # of the draw (`sample_pairs`)
+              other_class:bool, # targets of another class
+              attack_kw:dict, auddc_kw:Optional[dict]=None, # see `attack_scored`
+              device=None,
+             )->tuple:
+    "`(k, auddc)`: the index in the seeded draw of the median-AUDDC pair (`median_pair`) of the first `n`, and every candidate's AUDDC"
+    _, x_o, x_t = sample_pair_batch(ds, n, seed, other_class, device)
+    a = attack_scored(model, x_o, x_t, 'output', attack_kw, auddc_kw)['score']['auddc']
+    return median_pair(a), np.asarray(a, float)
+
+def fig2_attacks(models:dict,          # {dbp: autoencoder}
+                 x_o:Tensor, x_t:Tensor, # the pair, (1, C, H, W) each
+                 attack_kw:dict, auddc_kw:Optional[dict]=None, # see `attack_scored`
+                 fig_c:Optional[float]=None, # show the C nearest this (log scale) ...
+                 fig_distortion:float=0.3,   # ... else the input distortion x matched to this
+                 tol:float=0.005,            # |x − fig_distortion| accepted (`matched_attack`)
+                 seed:int=0,                 # of the gradient metrics
+                )->tuple:
+    "`(attacked, shown)`: each model's output attack over the grid and the point Fig. 2 shows (`shown_attack`, with `matched`)"
+    attacked, shown = {dbp: attack_scored(m, x_o, x_t, 'output', attack_kw, auddc_kw) for dbp, m in models.items()}, {}
+    cs = np.asarray(attack_kw['cs'], float)
+    for dbp, e in attacked.items():
+        if fig_c is not None:
+            k = int(np.argmin(np.abs(np.log2(cs + 1e-300) - np.log2(fig_c + 1e-300))))
+            shown[dbp] = dict(shown_attack(models[dbp], e, x_t, k, seed), matched=None, match_steps=0)
+        else:
+            m = matched_attack(models[dbp], x_o, x_t, 'output', e, fig_distortion, attack_kw, auddc_kw, tol)
+            shown[dbp] = dict(shown_attack(models[dbp], m, x_t, 0, seed), auddc=float(e['score']['auddc'][0]), matched=m['matched'],
+                              match_steps=m['steps'], seconds=e['seconds'] + m['seconds'])
+    return attacked, shown

@@ -19,9 +19,10 @@ from .core import check_choice, get_device, set_threads
 # %% auto #0
 __all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'DEFAULT_VARIANTS', 'AUTO_MODELS', 'TRAIN_PARAMS', 'RUN_PARAMS',
            'ATTACK_PARAMS', 'STRENGTH_PARAMS', 'GMM_PARAMS', 'AE_MODELS', 'CLASSIFIER_ROWS', 'PARAMS', 'RULES',
-           'SMOKE_MODELS', 'RUN_SIZES', 'Param', 'check_param', 'names_list', 'check_eps', 'check_digit_pairs',
-           'parse_draw_variant', 'check_variants', 'draw_variants', 'model_list', 'check_device', 'validate_params',
-           'notebook_defaults', 'Cap', 'Default', 'PerDataset', 'run_sizes', 'model_settings', 'setup_run']
+           'SMOKE_MODELS', 'RUN_SIZES', 'Param', 'check_param', 'names_list', 'check_eps', 'check_pair',
+           'check_digit_pairs', 'parse_draw_variant', 'check_variants', 'draw_variants', 'model_list', 'check_device',
+           'validate_params', 'notebook_defaults', 'Cap', 'Default', 'PerDataset', 'run_sizes', 'model_settings',
+           'setup_run']
 
 # %% ../nbs/07a_params.ipynb #c2a7870b
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ def check_eps(v, empty_ok:bool=False):
     elif not isinstance(v, str): raise TypeError(f"a string or a list is expected, not {type(v).__name__}")
     elif empty_ok and not v.strip(): return
     parse_eps(v)
+
+def check_pair(v):
+    "Raise unless `v` is 'median' or a pair index (an integer >= 0)"
+    if v == 'median': return
+    if not _is_int(v) or v < 0: raise ValueError("'median' or an integer >= 0 is expected")
 
 def check_digit_pairs(v):
     "Raise unless `v` looks like '9>7,4>9': source>target digits, comma-separated"
@@ -179,7 +185,8 @@ PARAMS = {
     '01_reconstruction': dict(dataset=_choice('mnist', 'mnist-sample', 'celeba'),
                               models=_text(names_list(AE_MODELS, 'model'), f"'auto' or names among {', '.join(AE_MODELS)}, comma-separated"),
                               **TRAIN_PARAMS, n_eval=_int(1), n_grad=_int(1), **RUN_PARAMS),
-    '02_vae_gradients': dict(dataset=_choice('mnist', 'mnist-sample', 'celeba'), pair=_int(0), **ATTACK_PARAMS, n_eval=_int(1),
+    '02_vae_gradients': dict(dataset=_choice('mnist', 'mnist-sample', 'celeba'), pair=_text(check_pair, "'median' or a pair index >= 0"),
+                             pick_pairs=_int(1), match_tol=_num(0, open_lo=True), **ATTACK_PARAMS, n_eval=_int(1),
                              **TRAIN_PARAMS, **RUN_PARAMS),
     '03_gmm_transition': dict(dataset=_choice('mnist', 'mnist-sample'), **TRAIN_PARAMS, **GMM_PARAMS, steps=_int(1), step_size=_num(0, open_lo=True),
                               n_test=_int(1, none=True), fig6_pairs=_text(check_digit_pairs, "digit pairs like '9>7,4>9'"),
@@ -293,7 +300,7 @@ _SMOKE_GMM = dict(epochs=2, clf_epochs=1, n_components=Cap(2), n_train=PerDatase
 RUN_SIZES = {
     '01_reconstruction': dict(paper=dict(n_train=None, **_GRAD), smoke=dict(_SMOKE_TRAIN, n_eval=64, n_grad=16, n_iter=5, n_proj=16)),
     '02_vae_gradients': dict(paper=dict(n_train=None, n_grad=256, **_GRAD),
-                             smoke=dict(_SMOKE_TRAIN, n_eval=64, n_c=Cap(4), iterations=Cap(20), n_grad=16, n_iter=5, n_proj=16)),
+                             smoke=dict(_SMOKE_TRAIN, n_eval=64, n_c=Cap(4), iterations=Cap(20), pick_pairs=Cap(3), n_grad=16, n_iter=5, n_proj=16)),
     '03_gmm_transition': dict(paper=dict(n_train=None), smoke=dict(_SMOKE_GMM, steps=Cap(10), n_test=Default(300))),
     '04_vae_attack': dict(paper=dict(n_train=None, strength_check=Default(True)), smoke=dict(_SMOKE_TRAIN, **_SMOKE_ATTACK, n_fig=Cap(2))),
     '05_draw_attack': dict(paper=dict(n_train=None, strength_check=Default(True)), smoke=dict(_SMOKE_TRAIN, **_SMOKE_ATTACK)),

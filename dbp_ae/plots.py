@@ -16,9 +16,10 @@ from .auddc import dd_curve, auddc
 from .evaluate import labels_of, kinds_of, run_name
 
 # %% auto #0
-__all__ = ['FIG5_COLUMNS', 'FIG2_TITLES', 'show_image', 'save_figure', 'pick_c', 'fig_rule', 'plot_dd_curves', 'dd_curves_figure',
-           'attack_figure', 'pair_figure', 'save_attack_figures', 'fig2_figure', 'image_rows_figure',
-           'transitions_figure', 'transition_figure']
+__all__ = ['FIG5_COLUMNS', 'FIG2_TITLES', 'FIG4_PANELS', 'show_image', 'save_figure', 'pick_c', 'fig_rule', 'plot_dd_curves',
+           'dd_curves_figure', 'attack_figure', 'pair_figure', 'save_attack_figures', 'fig2_figure',
+           'image_rows_figure', 'transitions_figure', 'transition_figure', 'save_rows', 'load_rows',
+           'fig4_panels_figure', 'fig4_paper']
 
 # %% ../nbs/06b_plots.ipynb #597d05bc
 def show_image(ax,                       # matplotlib axes
@@ -193,7 +194,7 @@ def fig2_figure(x_o, x_t,          # the pair, (1, C, H, W) each
         sh, ev = shown[dbp], evals[dbp]
         axs = sub.subplots(1, 5)
         for c, img in enumerate((x_o, x_t, sh['x_adv'], sh['rec_o'], sh['rec_adv'])): show_image(axs[c], img, FIG2_TITLES[c], size=8)
-        axs[2].set_xlabel(f"C = {sh['C']:.3g}, ||d||/||x_o - x_t|| = {sh['x']:.2f}", fontsize=8)
+        axs[2].set_xlabel(f"C = {sh['C']:.3g}, ||d||/||x_o - x_t|| = {sh['x']:.3f}", fontsize=8)
         axs[4].set_xlabel(f"output distortion y = {sh['y']:.2f}", fontsize=8)
         sub.suptitle(f"{model_name} {'with DBP' if dbp else 'without DBP'}:  gradient magnitude ||d(sum x_hat)/dx|| = {ev['grad_x']:.3f} "
                      f"({sh['grad_x_original']:.3f}),  reconstruction error ||x - x_hat|| = {ev['rec_error']:.3f} ({sh['rec_error_original']:.3f})",
@@ -249,3 +250,42 @@ def transition_figure(tr,             # a `Transition` of one image
     fig.suptitle(title, fontsize=8)
     plt.tight_layout()
     return fig
+
+# %% ../nbs/06b_plots.ipynb #a91a50ce
+def save_rows(rows:Sequence, # (row label, images (N, C, H, W) in [0, 1]) of every row
+              path:Path,     # an .npz file
+             ):
+    "Keep the rows of an image grid as 8-bit images (the order of the rows is kept)"
+    arrs = {f"{i:02d}|{name}": (imgs.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy() for i, (name, imgs) in enumerate(rows)}
+    np.savez_compressed(Path(path), **arrs)
+
+def load_rows(path:Path # a file of `save_rows`
+             )->list:
+    "The rows of `save_rows`, as `(label, float images in [0, 1])`"
+    with np.load(Path(path)) as f: return [(k.split('|', 1)[1], torch.from_numpy(f[k]).float() / 255) for k in sorted(f.files)]
+
+def fig4_panels_figure(panels:Sequence, # (panel title, rows) of every panel, left to right
+                       title:str,       # the figure's title
+                      ):
+    "Image grids side by side, one per panel (the paper's Fig. 4: MNIST left, CelebA right)"
+    n = max(len(rows[0][1]) for _, rows in panels); h = max(len(rows) for _, rows in panels)
+    fig = plt.figure(figsize=(n * 0.9 * len(panels) + 1.2, h * 0.95 + 0.6), layout='constrained')
+    for sub, (name, rows) in zip(np.atleast_1d(fig.subfigures(1, len(panels))), panels):
+        axs = sub.subplots(len(rows), len(rows[0][1]), squeeze=False)
+        for r, (label, imgs) in enumerate(rows):
+            for c in range(len(imgs)): show_image(axs[r, c], imgs[c], ylabel=label if c == 0 else None, size=8)
+        sub.suptitle(name, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+FIG4_PANELS = (('mnist', 'MNIST'), ('celeba', 'CelebA'))   # the paper's order, left to right
+
+def fig4_paper(root:Path, # the output tree: root/<dataset>/fig4_rows.npz
+               name:str='fig4_paper', # written as root/celeba/<name>.png and .pdf
+              )->Optional[Path]:
+    "The paper's Fig. 4 (MNIST left, CelebA right) from the rows both data sets' runs kept; None until both exist"
+    files = [Path(root)/d/'fig4_rows.npz' for d, _ in FIG4_PANELS]
+    if not all(f.exists() for f in files): return None
+    fig = fig4_panels_figure([(t, load_rows(f)) for (_, t), f in zip(FIG4_PANELS, files)], "Fig. 4: reconstructions without vs with DBP")
+    save_figure(fig, files[-1].parent, name); plt.close(fig)
+    return files[-1].parent/f'{name}.png'

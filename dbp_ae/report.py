@@ -34,7 +34,7 @@ ITEM_TITLES = {
     'text': "In-text numbers",
 }
 ITEM_FILES = {
-    'fig1': ['fig1.png'], 'fig2': ['fig2.png', 'fig2.md'], 'fig3': ['fig3.png'], 'fig4': ['fig4.png'],
+    'fig1': ['fig1.png'], 'fig2': ['fig2.png', 'fig2.md'], 'fig3': ['fig3.png'], 'fig4': ['fig4.png', 'fig4_paper.png'],
     'fig5': ['fig5_vae_output.png', 'fig5_vae_latent.png', 'fig5_draw_output.png', 'fig5_draw_latent.png'], 'fig6': ['fig6.png'],
     'table1': ['table1.md'], 'table2': ['table2_vae.md', 'table2_draw.md', 'dd_curves_vae.png', 'dd_curves_draw.png'],
     'table3': ['gmm.md', 'table3.md'], 'table4': ['table4.md'], 'text': [],

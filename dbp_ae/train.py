@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #d4b3e304
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, math, os, socket, time, warnings
+import contextlib, dataclasses, hashlib, json, math, os, shutil, socket, time, warnings
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,7 +26,8 @@ __all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'model_config', 'make_mod
            'config_hash', 'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic',
            'BadCheckpoint', 'tensor_checksum', 'with_checksum', 'load_checkpoint', 'set_aside', 'TrainingDiverged',
            'adam_options', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder', 'lock_path',
-           'folder_lock', 'train_cached', 'train_config', 'train_words', 'Trained', 'train_pair']
+           'folder_lock', 'train_cached', 'shared_epochs', 'plain_twin', 'warm_start', 'train_config', 'train_words',
+           'Trained', 'train_pair']
 
 # %% ../nbs/04_train.ipynb #96af3e55
 MODELS = {
@@ -250,11 +251,12 @@ def fit(model:nn.Module,         # an autoencoder of the package or a classifier
         callback:Optional[Callable]=None, # called as `callback(epoch, history)` after each epoch's checkpoint
         comm=None,               # distributed runs: rank, world size, DDP and collectives (`dbp_ae.distributed.Comm`)
         amp:Optional[str]=None,  # None: float32; 'bf16': the forward under bfloat16 autocast (`ForwardVia`)
+        keep:tuple=(),           # epochs whose end-of-epoch checkpoint is kept as `epoch-<k>.pt` (with `ckpt_dir`)
        )->list:
     "Train `model` in place with Adam; returns the history (one dict of mean loss terms per epoch)"
-    with fast_cpu_math(): return _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback, comm, amp)
+    with fast_cpu_math(): return _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback, comm, amp, keep)
 
-def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback, comm, amp):
+def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, loader_kwargs, callback, comm, amp, keep=()):
     check_choice(cfg.estimator, ESTIMATORS, 'estimator')
     dbp_weight(cfg.schedule, 0, max(cfg.epochs, 1))  # validates the schedule name
     if amp is not None: check_choice(amp, AMP_DTYPES, 'amp')
@@ -318,6 +320,7 @@ def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, 
                 ck['rngs'] = [r for r,_ in rngs]
                 if cuda_rng is not None: ck['cuda_rngs'] = [r for _,r in rngs]
             save_atomic(with_checksum(ck), last)
+            if epoch+1 in keep: _replace_atomic(last.with_name(f'epoch-{epoch+1}.pt'), lambda tmp: shutil.copyfile(last, tmp))
         if callback is not None: callback(epoch+1, history)
     return history
 
@@ -486,20 +489,52 @@ def train_cached(model_name:str,     # one of `MODELS`
         return model.to(get_device(device)), got[1], folder
     res = from_cache()
     if res is not None: return res
+    twin = cache_folder(model_name, dataset, plain_twin(cfg), model_cfg, n_train, cache_dir, amp)[0] if shared_epochs(cfg) else None
     with folder_lock(folder, timeout=lock_timeout) if main else contextlib.nullcontext():
         res = from_cache()   # trained by another process while this one waited
         if res is not None: return res
-        return _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, device, progress, train_ds, n_train, comm, amp, loader_kwargs)
+        return _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, device, progress, train_ds, n_train, comm, amp, loader_kwargs, twin)
 
-def _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, device, progress, train_ds, n_train, comm, amp, loader_kwargs):
+def shared_epochs(cfg:TrainConfig)->int:
+    "The first epochs of `cfg`'s run that its schedule trains without DBP (weight 0): a run and its `plain_twin` agree on them bitwise"
+    k = 0
+    while k < cfg.epochs and dbp_weight(cfg.schedule, k, cfg.epochs) == 0: k += 1
+    return k if k < cfg.epochs else 0
+
+def plain_twin(cfg:TrainConfig)->TrainConfig:
+    "`cfg` without DBP (λ₁ = λ₂ = 0), every other setting the same"
+    return dataclasses.replace(cfg, lambda1=0., lambda2=0.)
+
+def warm_start(folder:Path,   # the cache folder of a DBP run
+               twin:Path,     # the cache folder of its `plain_twin`
+               k:int,         # `shared_epochs` of the run
+               log=print,
+              )->bool:
+    "Start the run in `folder` from its plain twin's checkpoint after epoch `k` (`epoch-<k>.pt`) when that is further than its own `last.pt`"
+    src, last = Path(twin)/f'epoch-{k}.pt', Path(folder)/'last.pt'
+    if not src.exists(): return False
+    try: load_checkpoint(src)
+    except BadCheckpoint as e: set_aside(src, f"{e}; the DBP run is trained from its own start", log); return False
+    if last.exists():
+        try:
+            if start_ck(last) >= k: return False   # its own run is as far or further: resume from it
+        except BadCheckpoint: pass                  # `fit` sets a damaged one aside
+    _replace_atomic(last, lambda tmp: shutil.copyfile(src, tmp))
+    log(f"warm start: epochs 1-{k} (no DBP under the schedule) are taken from the plain run's checkpoint {src}")
+    return True
+
+def _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, device, progress, train_ds, n_train, comm, amp, loader_kwargs, twin=None):
     main = comm is None or comm.rank == 0
     if main: write_json_atomic(key, folder/'config.json')
+    k = shared_epochs(cfg)
+    if main and twin is not None and cfg.dbp and comm is None: warm_start(folder, twin, k, log=print if progress else (lambda *a: None))
     ds = train_ds if train_ds is not None else load_dataset(dataset, 'train', root=data_dir)
     if n_train is not None: ds = type(ds)(ds.images[:n_train], ds.labels[:n_train], ds.name, ds.classes)
     torch.manual_seed(cfg.seed)
     model = make_model(model_name, **model_cfg)
     t0 = time.time()
-    history = fit(model, ds, cfg, ckpt_dir=folder, device=device, progress=progress, comm=comm, amp=amp, loader_kwargs=loader_kwargs)
+    history = fit(model, ds, cfg, ckpt_dir=folder, device=device, progress=progress, comm=comm, amp=amp, loader_kwargs=loader_kwargs,
+                  keep=(k,) if k and not cfg.dbp and comm is None else ())
     if main:
         write_json_atomic(history, folder/'history.json')
         save_atomic(with_checksum(dict(model={k: v.cpu() for k,v in model.state_dict().items()}, config=json.dumps(key), seconds=time.time()-t0,
