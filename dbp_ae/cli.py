@@ -146,7 +146,7 @@ def build_parser()->argparse.ArgumentParser:
                        description="Run the pipeline notebooks (papermill) in order and write REPORT.md; rendered pipelines are skipped "
                                    "unless their settings changed (or --force); an interrupted run continues where it stopped.")
     r.add_argument('--profile', default='quick', choices=list(PROFILES),
-                   help='smoke: seconds, checks the pipelines; quick (default): mnist-sample on the CPU in ~15 min; paper: the paper\'s settings on every data set found (GPU advised)')
+                   help='smoke: seconds, checks the pipelines; quick (default): mnist-sample on the CPU in ~15 min; quick-celeba: a CelebA preview in ~15 min; paper: the paper\'s settings on every data set found (GPU advised)')
     r.add_argument('--only', default=None, metavar='ITEMS', help='comma-separated figures/tables (fig1..fig6, table1..table4) and/or pipelines (01_reconstruction or 01, ...)')
     r.add_argument('--data-dir', default=None, help='data root (default: $DBP_AE_DATA, else ~/.cache/dbp_ae)')
     r.add_argument('--device', default=None, help='cpu | cuda | cuda:N | mps (default: the best present)')

@@ -342,7 +342,7 @@ def shown_attack(model:nn.Module, # the attacked autoencoder
                 dist_adv_recon_to_target=float((rec_adv - x_t).norm()), grad_x_original=gm_o['grad_x'], grad_x_adversarial=gm_adv['grad_x'],
                 auddc=float(s['auddc'][0]), seconds=e['seconds'], x_adv=x_adv, rec_o=rec_o, rec_adv=rec_adv)
 
-# %% ../nbs/06a_evaluate.ipynb #c91a87e1
+# %% ../nbs/06a_evaluate.ipynb #4c12f260
 def matched_attack(model:nn.Module,      # the attacked autoencoder
                    x_o:Tensor, x_t:Tensor, # one pair, (1, C, H, W) each
                    kind:str,              # 'output' or 'latent'
@@ -382,7 +382,7 @@ def median_pair(auddc # AUDDC of every pair, (P,)
     if not idx: raise ValueError("no pair has a finite AUDDC; attack more pairs or check the attack")
     return idx[(len(idx) - 1)//2]
 
-# %% ../nbs/06a_evaluate.ipynb #86d24449
+# %% ../nbs/06a_evaluate.ipynb #26d856e0
 def fig2_pair(model:nn.Module,  # the model the rule attacks (the one without DBP)
               ds,               # the test split
               n:int,            # the first `n` seeded pairs are candidates

@@ -251,7 +251,7 @@ def transition_figure(tr,             # a `Transition` of one image
     plt.tight_layout()
     return fig
 
-# %% ../nbs/06b_plots.ipynb #a91a50ce
+# %% ../nbs/06b_plots.ipynb #eb0a24ff
 def save_rows(rows:Sequence, # (row label, images (N, C, H, W) in [0, 1]) of every row
               path:Path,     # an .npz file
              ):
