@@ -117,3 +117,13 @@ def test_missing_data_is_skipped_with_the_fix(tmp_path, capsys):
     assert "| 01_reconstruction[mnist] | table1, fig4 | skipped: mnist: missing" in rep
     row = next(l for l in rep.splitlines() if l.startswith("| Fig. 3 |"))
     assert row.startswith("| Fig. 3 | not rendered: mnist: 03_gmm_transition: mnist: missing"), row   # the tasks not asked for: why
+
+
+def test_quick_celeba_plan(tmp_path):
+    "The CelebA preview runs 01, 04 and 05 on CelebA only, with parameters every notebook accepts, within the 15-minute estimate"
+    from dbp_ae.reproduce import plan, check_notebooks, PROFILES, pipelines_dir
+    tasks = plan("quick-celeba", out_dir=tmp_path)
+    assert [(t.pipeline, t.dataset) for t in tasks] == [("01_reconstruction", "celeba"), ("04_vae_attack", "celeba"), ("05_draw_attack", "celeba")]
+    assert all(t.params["threads"] == 1 and not t.params.get("smoke") for t in tasks)
+    check_notebooks(tasks, pipelines_dir())
+    assert sum(r["est"] for r in PROFILES["quick-celeba"]["pipelines"].values()) <= 15 * 60
