@@ -18,7 +18,8 @@ __all__ = ['REPRODUCED', 'PARTLY', 'NOT', 'NOT_RENDERED', 'PREVIEW', 'MASKING', 
            'PAPER_DATASETS', 'TOL', 'SIG_RATIO', 'BLACK_BOX_KEEP', 'JUDGES', 'FILE_ITEMS', 'Part', 'rule', 'paired_t',
            'sign_test', 'paired_accuracy_z', 'binomial_above', 'Claim', 'make_claim', 'preview_why', 'setting',
            'claims_table1', 'claims_fig2', 'table2_families', 'claims_table2', 'claims_fig5', 'claims_fig1',
-           'accuracy_claim', 'claims_gmm', 'claims_table34', 'judge_file', 'judge_folder', 'print_verdicts']
+           'accuracy_claim', 'claims_gmm', 'claims_table34', 'claims_tradeoff', 'judge_file', 'judge_folder',
+           'print_verdicts']
 
 # %% ../nbs/08c_claims.ipynb #4ed439eb
 REPRODUCED, PARTLY, NOT = 'reproduced', 'partly', 'not reproduced'
@@ -343,14 +344,51 @@ def claims_table34(m:dict, dataset:str, source:str='table34_metrics.json')->list
                                   source, preview=preview_why(dataset, test_images=n, epochs=ep)))
     return out
 
+# %% ../nbs/08c_claims.ipynb #9006c2b7
+def claims_tradeoff(m:dict, dataset:str, source:str='tradeoff_metrics.json')->list:
+    "Issue 16's three verdicts from `tradeoff_metrics.json`: DBP vs the noise baseline per budget, the paper's point in the grid, the Lipschitz ranking"
+    model, eps, n_pairs, rows = m.get('model', 'vae'), m.get('epochs') or [], m.get('n_pairs'), m['rows']
+    pv = preview_why(dataset, pairs=n_pairs, epochs=min(eps) if eps else None, images=m.get('n_eval'))
+    scale = f"{dataset}, {len(rows)} models, {n_pairs} pairs, {_attack(m)}, {model} trained {'/'.join(map(str, eps))} epochs"
+    pct = lambda v: f"{100 * v:+.1f}%"
+    parts, ev = [], []
+    for b in m['budget']:
+        t = paired_t(b['dbp_pairs'], b['noise_pairs'])
+        parts.append(Part(f"budget +{100 * b['budget']:g}%", t['diff'] > 0, t['p'] < ALPHA))
+        ev.append(f"+{100 * b['budget']:g}%: DBP {b['dbp']} ({pct(b['dbp_rec_change'])}, AUDDC {b['dbp_auddc']:.3f}) vs noise {b['noise']} "
+                  f"({pct(b['noise_rec_change'])}, AUDDC {b['noise_auddc']:.3f}): paired difference {t['diff']:+.3f} (p = {t['p']:.3g}, {t['n']} pairs)")
+    out = [make_claim('tradeoff', "at equal reconstruction error (each budget) DBP gives a higher output AUDDC than training on noisy inputs",
+                      f"{model}: dbp vs noise", dataset, parts, '; '.join(ev), scale,
+                      f"paired t-test on the per-pair output AUDDC of the two chosen models, one-sided, level {ALPHA}", source, preview=pv)]
+    dbp = [r for r in rows if r['family'] == 'dbp']
+    if dbp:
+        p_change = paper.rec_error_change(model) or 0.
+        near = [r for r in dbp if abs(r['rec_change'] - p_change) <= TOL['rec_change']]
+        best = max(near, key=lambda r: r['grad_x_ratio']) if near else min(dbp, key=lambda r: abs(r['rec_change'] - p_change))
+        g, e, p_ratio, _ = _grad_parts(model, best['grad_x_ratio'], best['rec_change'])
+        out.append(make_claim('tradeoff', "some DBP setting of the grid reaches the paper's point: the gradient falls as the paper's at about the same error",
+                              f"{model}: best DBP setting", dataset, [g, e],
+                              f"{best['label']}: gradient magnitude {best['grad_x_ratio']:.1f}x smaller, reconstruction error {pct(best['rec_change'])}"
+                              + ('' if near else f" (no DBP setting within ±{100 * TOL['rec_change']:g} points of the paper's error change: the nearest)"), scale,
+                              f"Table 1's rule: fall >= {SIG_RATIO:g}x" + (f", within a factor {TOL['ratio']:g} of the paper's {p_ratio:.1f}x" if p_ratio else '')
+                              + f", error change within ±{100 * TOL['rec_change']:g} points of {100 * p_change:+.1f}%", source, preview=pv))
+    r = m.get('rank') or {}
+    if r.get('n', 0) >= 3:
+        out.append(make_claim('tradeoff', "the Lipschitz figure ranks the models as the output AUDDC does (a steeper reconstruction is the less robust one)",
+                              f"{model}: all models", dataset, [Part('rank correlation', r['rho'] < 0, r['p_negative'] < ALPHA)],
+                              f"Spearman rho {r['rho']:+.3f} between the Lipschitz mean and the output AUDDC over {r['n']} models (p = {r['p_negative']:.3g}, one-sided)",
+                              scale, f"Spearman's rank correlation, one-sided (rho < 0), level {ALPHA}", source, preview=pv))
+    return out
+
 # %% ../nbs/08c_claims.ipynb #4062888c
 JUDGES = {   # metrics file -> the claim functions that read it
     'table1_metrics.json': (claims_table1,), 'fig2_metrics.json': (claims_fig2,),
     'table2_vae_metrics.json': (claims_table2, claims_fig5), 'table2_draw_metrics.json': (claims_table2, claims_fig5, claims_fig1),
-    'gmm_metrics.json': (claims_gmm,), 'table34_metrics.json': (claims_table34,),
+    'gmm_metrics.json': (claims_gmm,), 'table34_metrics.json': (claims_table34,), 'tradeoff_metrics.json': (claims_tradeoff,),
 }
 FILE_ITEMS = {'table1_metrics.json': ('table1', 'fig4', 'text'), 'fig2_metrics.json': ('fig2',), 'table2_vae_metrics.json': ('table2', 'fig5'),
-              'table2_draw_metrics.json': ('table2', 'fig5', 'fig1'), 'gmm_metrics.json': ('table3', 'fig3', 'fig6'), 'table34_metrics.json': ('table3', 'table4')}
+              'table2_draw_metrics.json': ('table2', 'fig5', 'fig1'), 'gmm_metrics.json': ('table3', 'fig3', 'fig6'), 'table34_metrics.json': ('table3', 'table4'),
+              'tradeoff_metrics.json': ('tradeoff',)}
 
 def judge_file(path:Path, dataset:str)->list:
     "Every claim of the metrics file at `path` for `dataset`"

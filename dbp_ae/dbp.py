@@ -217,14 +217,15 @@ def dbp_loss(model:nn.Module,      # any autoencoder of the package
              n_proj:int=1,         # projections of the 'hutchinson' and 'fd' estimators
              sample:bool=True,     # sample z (training) or take z = mu
              fuse:bool=True,       # both terms: one batched backward pass for the two (False: one per term, the reference)
+             target:Optional[Tensor]=None, # what the loss terms reconstruct; None: `x` (a denoising run passes the clean batch)
             ) -> dict:
-    "Eq. (10) on batch `x`: dict(loss, rec, kl, dbp, jz, jx) — the model's loss terms plus the DBP penalty"
+    "Eq. (10) on batch `x`: dict(loss, rec, kl, dbp, jz, jx) — the model's loss terms (against `target`, default `x`) plus the DBP penalty"
     use = lambda1 != 0 or lambda2 != 0
     fd = use and estimator == 'fd'                                   # forward differences: no input gradient needed
     xg = x.detach().requires_grad_(True) if use and not fd else x
     state = rng_state(x.device) if fd else None                      # the perturbed passes redraw this pass's ε
     out = model(xg, sample=sample)
-    terms = model.loss_terms(out, x)
+    terms = model.loss_terms(out, x if target is None else target)
     penalty, info = dbp_penalty(model, xg, out, lambda1, lambda2, estimator, n_proj, sample, state, fuse=fuse)
     return dict(terms, loss=terms['loss'] + penalty, dbp=penalty, **info)
 

@@ -21,8 +21,8 @@ __all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'DEFAULT_VARIANTS', 'AUTO_M
            'ATTACK_PARAMS', 'STRENGTH_PARAMS', 'GMM_PARAMS', 'AE_MODELS', 'CLASSIFIER_ROWS', 'PARAMS', 'RULES',
            'SMOKE_MODELS', 'RUN_SIZES', 'Param', 'check_param', 'names_list', 'check_eps', 'check_pair',
            'check_digit_pairs', 'parse_draw_variant', 'check_variants', 'draw_variants', 'model_list', 'check_device',
-           'validate_params', 'notebook_defaults', 'Cap', 'Default', 'PerDataset', 'run_sizes', 'model_settings',
-           'setup_run']
+           'check_table1_from', 'validate_params', 'notebook_defaults', 'Cap', 'Default', 'PerDataset', 'run_sizes',
+           'model_settings', 'setup_run']
 
 # %% ../nbs/07a_params.ipynb #c2a7870b
 @dataclass(frozen=True)
@@ -207,6 +207,38 @@ PARAMS = {
                                      large_eps=_text(check_eps, "budgets like '0.5,1', each in (0, 1]"), **RUN_PARAMS),
 }
 
+def _nums(lo:float=0., integer:bool=False, what:str='value')->Callable:
+    "A check of comma-separated numbers (or a list, or one number), each >= `lo`, none repeated"
+    def check(v):
+        from dbp_ae.tradeoff import num_list
+        bad = [a for a in num_list(v, integer, what) if a < lo]
+        if bad: raise ValueError(f"{bad[0]!r} is below {lo:g}")
+    return check
+
+def _names(valid:tuple, what:str)->Callable:
+    "A check of comma-separated names among `valid` (or a list)"
+    def check(v):
+        from dbp_ae.tradeoff import name_list
+        name_list(v, valid, what)
+    return check
+
+def check_table1_from(v):
+    "Raise unless `v` is 'auto', '' or a folder path"
+    if not isinstance(v, str): raise TypeError(f"a string is expected, not {type(v).__name__}")
+
+PARAMS['07_tradeoff'] = dict(   # issue 16, beyond the paper: the robustness–fidelity frontier of DBP against a noise baseline
+    dataset=_choice('mnist', 'mnist-sample', 'celeba'), model=_choice(*AE_MODELS),
+    lambdas=_text(_nums(what='lambda'), "numbers >= 0, comma-separated (the lambda2 grid; 0 is the plain model)"),
+    lambda1_modes=_text(_names(('equal', 'zero'), 'lambda1 mode'), "'equal' and/or 'zero', comma-separated"),
+    schedules=_text(_names(tuple(SCHEDULES), 'schedule'), f"schedules among {', '.join(SCHEDULES)}, comma-separated"),
+    epochs=_text(_nums(1, integer=True, what='epochs'), "an integer >= 1 or integers >= 1, comma-separated"),
+    noise_sigmas=_text(_nums(what='sigma'), "numbers >= 0, comma-separated (the noise baseline's sigma grid)"),
+    budgets=_text(_nums(what='budget'), "relative budgets >= 0, comma-separated (0.05 = +5%)"),
+    batch_size=_int(1), lr=_num(0, open_lo=True), estimator=_choice(*ESTIMATORS),
+    n_pairs=_int(1), n_c=_int(1), iterations=_int(1), optimizer=_choice(*OPTIMIZERS), attack_lr=_num(0, open_lo=True), n_samples=_int(0),
+    chunk_size=_int(1, none=True), n_eval=_int(1), n_grad=_int(1),
+    table1_from=_text(check_table1_from, "'auto' (this run's folder and those below it), '' (none) or a folder"), **RUN_PARAMS)
+
 # %% ../nbs/07a_params.ipynb #673059ad
 def _models_fit_dataset(p):
     ms = [] if p['models'] == 'auto' else [m.strip() for m in p['models'].split(',')]
@@ -225,6 +257,7 @@ RULES = {  # pipeline -> ((the parameters a rule reads), rule): each rule raises
     '01_reconstruction': ((('models', 'dataset'), _models_fit_dataset),),
     '05_draw_attack': ((('fig_pair', 'n_pairs'), _fig_pair_in_range),),
     '06_classifier_robustness': ((('models', 'dataset'), _classifier_rows_fit_dataset),),
+    '07_tradeoff': ((('model', 'dataset'), lambda p: _models_fit_dataset(dict(models=p['model'], dataset=p['dataset']))),),
 }
 
 # %% ../nbs/07a_params.ipynb #de1e42ca
@@ -306,6 +339,8 @@ RUN_SIZES = {
     '05_draw_attack': dict(paper=dict(n_train=None, strength_check=Default(True)), smoke=dict(_SMOKE_TRAIN, **_SMOKE_ATTACK)),
     '06_classifier_robustness': dict(paper=dict(n_train=None), smoke=dict(_SMOKE_GMM, pgd_steps=5, pgd_restarts=Cap(1), n_eval=Cap(40),
                                      audit_steps_factor=2, audit_restarts=Cap(1), aa_iter=5, aa_restarts=1, square_queries=Cap(20))),
+    '07_tradeoff': dict(paper=dict(n_train=None, **_GRAD), smoke=dict(_SMOKE_TRAIN, lambdas='0.1,1', lambda1_modes='equal', schedules='second-half',
+                        noise_sigmas='0.3', n_pairs=Cap(2), n_c=Cap(4), iterations=Cap(20), n_eval=64, n_grad=8, n_iter=5, n_proj=16)),
 }
 
 def run_sizes(pipeline:str, # a key of `RUN_SIZES`

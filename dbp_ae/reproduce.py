@@ -37,8 +37,10 @@ PIPELINES = {
                                      outputs=('fig3.png', 'fig6.png', 'gmm.md', 'gmm_metrics.json')),
     '06_classifier_robustness': dict(items=('table3', 'table4'), datasets=('mnist', 'mnist-sample', 'svhn'),
                                      outputs=('table3.md', 'table4.md', 'table34_metrics.json')),
+    '07_tradeoff':              dict(items=('tradeoff',), datasets=('mnist', 'mnist-sample', 'celeba'),   # beyond the paper (issue 16)
+                                     outputs=('tradeoff.md', 'tradeoff_budget.md', 'tradeoff_metrics.json', 'tradeoff_frontier.png', 'tradeoff_gradient.png')),
 }
-ITEMS = {f'fig{i}': None for i in range(1, 7)} | {f'table{i}': None for i in range(1, 5)}
+ITEMS = {f'fig{i}': None for i in range(1, 7)} | {f'table{i}': None for i in range(1, 5)} | {'tradeoff': None}
 ITEMS = {item: tuple(p for p, d in PIPELINES.items() if item in d['items']) for item in ITEMS}
 
 # %% ../nbs/08a_reproduce.ipynb #6817499b
@@ -58,6 +60,7 @@ PROFILES = {
             '05_draw_attack':           dict(datasets=['mnist-sample'], est=30, params=dict(smoke=True, variants='draw-attn;draw')),
             '03_gmm_transition':        dict(datasets=['mnist-sample'], est=30, params=dict(smoke=True)),
             '06_classifier_robustness': dict(datasets=['mnist-sample'], est=40, params=dict(smoke=True)),
+            '07_tradeoff':              dict(datasets=['mnist-sample'], est=40, params=dict(smoke=True)),
         }),
     'quick': dict(
         about=f"mnist-sample (4,000 training / 1,000 test digits) on the CPU in about 15 minutes on 2 cores: the paper's VAE and "
@@ -79,6 +82,9 @@ PROFILES = {
             '06_classifier_robustness': dict(datasets=['mnist-sample'], est=115,
                                              params=dict(**QUICK, clf_epochs=3, pgd_steps=100, pgd_restarts=3, pgd_loss='margin',
                                                          n_eval=100, autoattack=False, audit_steps_factor=2, audit_restarts=3)),
+            '07_tradeoff':              dict(datasets=['mnist-sample'], est=180,
+                                             params=dict(**QUICK, lambdas='0.1,1', lambda1_modes='equal', schedules='second-half', noise_sigmas='0.2',
+                                                         n_pairs=4, n_c=8, iterations=300, n_eval=1000, n_grad=32)),
         }),
     'quick-celeba': dict(
         about=f"a CelebA preview (8,000 training / 1,000 test faces at 64x64) on the CPU in about 15 minutes on 2 cores: the conv VAE and "
@@ -105,6 +111,7 @@ PROFILES = {
             '05_draw_attack':           dict(datasets=['mnist', 'celeba'], est=10 * 3600, params={}),
             '03_gmm_transition':        dict(datasets=['mnist'], est=1800, params={}),
             '06_classifier_robustness': dict(datasets=['mnist', 'svhn'], est=3 * 3600, params=dict(autoattack=True)),
+            '07_tradeoff':              dict(datasets=['mnist'], est=40 * 3600, params={}),   # the issue's full grid: 84 models, many CPU hours
         }),
 }
 

@@ -23,7 +23,7 @@ from .dbp import dbp_loss, dbp_weight, gradient_metrics, ESTIMATORS, SCHEDULES
 
 # %% auto #0
 __all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'model_config', 'make_model', 'TrainConfig', 'check_train_config',
-           'config_hash', 'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic',
+           'train_key', 'config_hash', 'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic',
            'BadCheckpoint', 'tensor_checksum', 'with_checksum', 'load_checkpoint', 'set_aside', 'TrainingDiverged',
            'adam_options', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder', 'lock_path',
            'folder_lock', 'train_cached', 'shared_epochs', 'plain_twin', 'warm_start', 'train_config', 'train_words',
@@ -75,6 +75,7 @@ class TrainConfig:
     schedule:str = 'second-half' # DBP schedule: 'constant', 'second-half', 'warmup'
     seed:int = 0                 # initialisation, data order and sampling noise
     grad_clip:Optional[float] = None # clip the gradient norm; None = off
+    noise:float = 0.0            # σ of Gaussian input noise (the noise baseline): the model sees clip(x + σε, 0, 1), the loss targets x; 0 = off
     def __post_init__(self): check_train_config(self)
     @property
     def dbp(self)->bool: return bool(self.lambda1 or self.lambda2)
@@ -89,13 +90,19 @@ def check_train_config(cfg)->None:
     for name, lo, open_lo, integer, what in (('epochs', 1, False, True, 'an integer >= 1'), ('batch_size', 1, False, True, 'an integer >= 1'),
                                              ('lr', 0, True, False, 'a finite number > 0'), ('lambda1', 0, False, False, 'a finite number >= 0'),
                                              ('lambda2', 0, False, False, 'a finite number >= 0'), ('n_proj', 1, False, True, 'an integer >= 1'),
-                                             ('seed', 0, False, True, 'an integer >= 0')):
+                                             ('seed', 0, False, True, 'an integer >= 0'), ('noise', 0, False, False, 'a finite number >= 0 (0 = off)')):
         v = getattr(cfg, name)
         if not _num_ok(v, lo, open_lo, integer): raise ValueError(f"TrainConfig: {name} must be {what}, got {v!r}")
     check_choice(cfg.estimator, ESTIMATORS, 'estimator')
     check_choice(cfg.schedule, SCHEDULES, 'schedule')
     if cfg.grad_clip is not None and not _num_ok(cfg.grad_clip, 0, open_lo=True):
         raise ValueError(f"TrainConfig: grad_clip must be a finite number > 0 or None (off), got {cfg.grad_clip!r}")
+
+def train_key(cfg:TrainConfig)->dict:
+    "The fields of `cfg` that name its run: all of them, but `noise` only when it is on (so the runs without noise keep the keys they had before it existed)"
+    d = asdict(cfg)
+    if not d['noise']: del d['noise']
+    return d
 
 def config_hash(*parts)->str:
     "A short stable hash of JSON-serialisable `parts`"
@@ -108,13 +115,14 @@ def step_loss(model:nn.Module, # an autoencoder (has `loss_terms`) or a classifi
               x:torch.Tensor,  # batch of images in [0, 1]
               y:torch.Tensor,  # labels (classifiers)
               lambda1:float=0., lambda2:float=0., # DBP weights for this step (schedule applied)
-              estimator:str='sum', n_proj:int=1
+              estimator:str='sum', n_proj:int=1,
+              target:Optional[torch.Tensor]=None, # what an autoencoder reconstructs; None: `x` (see `dbp_loss`)
              )->tuple:
     "The loss of one batch and a dict of its detached terms"
     if not is_autoencoder(model):
         loss = F.cross_entropy(model(x), y)
         return loss, dict(loss=loss.detach())
-    terms = dbp_loss(model, x, lambda1, lambda2, estimator, n_proj)
+    terms = dbp_loss(model, x, lambda1, lambda2, estimator, n_proj, target=target)
     return terms['loss'], {k: v.detach() for k,v in terms.items() if v is not None and (k != 'dbp' or lambda1 or lambda2)}
 
 # %% ../nbs/04_train.ipynb #95f194e0
@@ -294,7 +302,8 @@ def _fit(model, train_ds, cfg, ckpt_dir, device, progress, sampler_fn, is_main, 
         bar = tqdm(loader, desc=f"epoch {epoch+1}/{cfg.epochs}", disable=not (progress and is_main), leave=False, mininterval=1)
         for step,(x,y) in enumerate(bar):
             x,y = x.to(device, non_blocking=True),y.to(device, non_blocking=True)
-            loss,terms = step_loss(net, x, y, w*cfg.lambda1, w*cfg.lambda2, cfg.estimator, cfg.n_proj)
+            xin = (x + cfg.noise*torch.randn_like(x)).clamp(0, 1) if cfg.noise else x   # the noise baseline: a noisy input, the clean target
+            loss,terms = step_loss(net, xin, y, w*cfg.lambda1, w*cfg.lambda2, cfg.estimator, cfg.n_proj, target=x if cfg.noise else None)
             finite = bool(torch.isfinite(loss)) if comm is None else comm.all_true(torch.isfinite(loss.detach()))
             if not finite:
                 kept = f"the last good checkpoint {last} (after epoch {start_ck(last)}) is kept" if last is not None and last.exists() else "no checkpoint was written"
@@ -383,7 +392,7 @@ def cache_folder(model_name:str,     # one of `MODELS`
                 )->tuple:
     "`(folder, key)`: the cache folder of a training run and the config that names it"
     model_cfg = model_config(model_name, **(model_cfg or {}))
-    key = dict(model=model_name, model_cfg=model_cfg, dataset=dataset, n_train=n_train, train=asdict(cfg))
+    key = dict(model=model_name, model_cfg=model_cfg, dataset=dataset, n_train=n_train, train=train_key(cfg))
     if amp is not None: key['amp'] = check_choice(amp, AMP_DTYPES, 'amp')
     return Path(cache_dir or default_cache_dir())/f"{model_name}-{dataset}-{config_hash(key)}", key
 

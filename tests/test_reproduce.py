@@ -89,7 +89,7 @@ def test_smoke_killed_then_resumed(tmp_path, capsys):
 def test_unknown_names_fail_with_the_valid_ones(tmp_path, capsys):
     r = run("reproduce", "--only", "nonsense,fig2", "--out", str(tmp_path))     # the console script, as a user runs it
     assert r.returncode == 2
-    assert "unknown name 'nonsense' in --only; valid: fig1, fig2, fig3, fig4, fig5, fig6, table1, table2, table3, table4, 01_reconstruction" in r.stderr
+    assert "unknown name 'nonsense' in --only; valid: fig1, fig2, fig3, fig4, fig5, fig6, table1, table2, table3, table4, tradeoff, 01_reconstruction" in r.stderr
     code, _, err = run_here(capsys, "reproduce", "--datasets", "cifar10", "--out", str(tmp_path))
     assert code == 2 and "valid: celeba, mnist, mnist-sample, svhn" in err
     code, _, err = run_here(capsys, "reproduce", "--set", "nonsense.epochs=3", "--out", str(tmp_path))
