@@ -100,6 +100,7 @@ PROFILES = {
                                              params=dict(**QUICK_CELEBA, variants='draw-attn', n_pairs=3, n_c=8, iterations=150, strength_check=False)),
             '03_gmm_transition':        dict(datasets=[], est=0, params={}),
             '06_classifier_robustness': dict(datasets=[], est=0, params={}),
+            '07_tradeoff':              dict(datasets=[], est=0, params={}),
         }),
     'paper': dict(
         about="the notebooks' defaults, i.e. the paper's settings (20 epochs, 20 pairs, 50 values of C, 3,000 attack iterations, "
