@@ -126,4 +126,5 @@ def test_quick_celeba_plan(tmp_path):
     assert [(t.pipeline, t.dataset) for t in tasks] == [("01_reconstruction", "celeba"), ("04_vae_attack", "celeba"), ("05_draw_attack", "celeba")]
     assert all(t.params["threads"] == 1 and not t.params.get("smoke") for t in tasks)
     check_notebooks(tasks, pipelines_dir())
+    check_notebooks(plan("paper", None, "celeba", out_dir=tmp_path), pipelines_dir())   # every pipeline that takes CelebA accepts the paper profile on it
     assert sum(r["est"] for r in PROFILES["quick-celeba"]["pipelines"].values()) <= 15 * 60
