@@ -199,7 +199,7 @@ def fig2_figure(x_o, x_t,          # the pair, (1, C, H, W) each
         sub.suptitle(f"{model_name} {'with DBP' if dbp else 'without DBP'}:  gradient magnitude ||d(sum x_hat)/dx|| = {ev['grad_x']:.3f} "
                      f"({sh['grad_x_original']:.3f}),  reconstruction error ||x - x_hat|| = {ev['rec_error']:.3f} ({sh['rec_error_original']:.3f})",
                      fontsize=9, color='C0' if dbp else 'C3')
-    fig.suptitle(f"Fig. 2: output attack on the VAE without vs with DBP ({dataset})\nshown: {rule}; "
+    fig.suptitle(f"Fig. 2: output attack on the VAE without vs with DBP ({dataset})\nshown: {rule}\n"
                  "gradient magnitude and reconstruction error: test means (in brackets: the original shown)", fontsize=9)
     return fig
 
