@@ -372,10 +372,11 @@ def run_task(task:Task,         # what to run
     executed.parent.mkdir(parents=True, exist_ok=True)
     before = _model_folders(task.params['cache_dir'])
     cpu0 = _children_cpu()
+    h = task_hash(task, nb_path)   # of the code as it is run: an edit of the notebook during the run must not be stamped as rendered
     t0, started = time.time(), datetime.now(timezone.utc).isoformat(timespec='seconds')
     pm.execute_notebook(str(nb_path), str(executed), parameters=params, cwd=str(nb_path.parent), kernel_name='python3',
                         progress_bar=False, stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr)
-    stamp = dict(pipeline=task.pipeline, dataset=task.dataset, hash=task_hash(task, nb_path), params=task.params, dropped=dropped,
+    stamp = dict(pipeline=task.pipeline, dataset=task.dataset, hash=h, params=task.params, dropped=dropped,
                  seconds=time.time() - t0, cpu_seconds=_children_cpu() - cpu0, started=started, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                  device=device_info(task.params.get('device')), versions=versions(), commit=report.git_commit(), executed=str(executed),
                  models_trained=sorted(_model_folders(task.params['cache_dir']) - before))

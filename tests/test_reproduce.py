@@ -128,3 +128,20 @@ def test_quick_celeba_plan(tmp_path):
     check_notebooks(tasks, pipelines_dir())
     check_notebooks(plan("paper", None, "celeba", out_dir=tmp_path), pipelines_dir())   # every pipeline that takes CelebA accepts the paper profile on it
     assert sum(r["est"] for r in PROFILES["quick-celeba"]["pipelines"].values()) <= 15 * 60
+
+
+def test_stamp_is_of_the_code_that_ran(tmp_path, monkeypatch):
+    "A pipeline notebook edited while it runs is not stamped as rendered with the edited code: the next run renders it again"
+    import papermill as pm
+    from dbp_ae.reproduce import plan, run_task, is_done, PIPELINES, pipelines_dir
+    src = pipelines_dir() / "02_vae_gradients.ipynb"
+    nb = tmp_path / "nbs" / src.name; nb.parent.mkdir(); shutil.copy(src, nb)
+    task = next(t for t in plan("smoke", "02", out_dir=tmp_path / "out") if t.pipeline == "02_vae_gradients")
+    def fake_execute(path, out, **kw):   # the run: its outputs appear, and meanwhile someone edits the notebook
+        task.folder.mkdir(parents=True, exist_ok=True)
+        for f in PIPELINES[task.pipeline]["outputs"]: (task.folder / f).write_text("x")
+        d = json.loads(nb.read_text()); d["cells"].append({"cell_type": "code", "metadata": {}, "source": ["1 + 1"], "outputs": [], "execution_count": None})
+        nb.write_text(json.dumps(d))
+    monkeypatch.setattr(pm, "execute_notebook", fake_execute)
+    run_task(task, nb, quiet=True, log=lambda *a: None)
+    assert not is_done(task, nb)   # the stamp holds the hash of the code before the edit
