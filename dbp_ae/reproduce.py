@@ -47,7 +47,7 @@ ITEMS = {item: tuple(p for p, d in PIPELINES.items() if item in d['items']) for 
 QUICK_EPOCHS = 8   # training epochs of every autoencoder in the quick profile (shared, so the models are trained once) ...
 QUICK_BATCH = 32   # ... at batch 32: 1,000 updates on the 4,000 digits, DBP from update 500 (see below)
 QUICK = dict(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH, threads=1)   # one torch thread: see below
-QUICK_CELEBA = dict(epochs=2, batch_size=32, threads=1)   # the CelebA preview: one epoch without DBP, one with (see below)
+QUICK_CELEBA = dict(epochs=2, batch_size=32, n_train=4000, threads=1)   # the CelebA preview: one epoch without DBP, one with, on half the faces (see below)
 
 PROFILES = {
     'smoke': dict(
@@ -88,13 +88,13 @@ PROFILES = {
         }),
     'quick-celeba': dict(
         about=f"a CelebA preview (8,000 training / 1,000 test faces at 64x64) on the CPU in about 15 minutes on 2 cores: the conv VAE and "
-              f"DRAW with attention (package defaults) trained {QUICK_CELEBA['epochs']} epochs at batch {QUICK_CELEBA['batch_size']} (paper 20 at 128), "
+              f"DRAW with attention (package defaults) trained {QUICK_CELEBA['epochs']} epochs at batch {QUICK_CELEBA['batch_size']} on the first {QUICK_CELEBA['n_train']:,} faces (paper 20 at 128 on all), "
               f"Table 1, Fig. 4, and the Table 2 / Fig. 5 rows on a few pairs, C values and iterations, no strength check; one torch thread per notebook. "
               f"A preview, not the paper's scale",
         pipelines={
-            '01_reconstruction':        dict(datasets=['celeba'], est=420, params=dict(**QUICK_CELEBA, models='conv-vae,draw-attn', n_eval=200, n_grad=16)),
+            '01_reconstruction':        dict(datasets=['celeba'], est=330, params=dict(**QUICK_CELEBA, models='conv-vae,draw-attn', n_eval=200, n_grad=16)),
             '02_vae_gradients':         dict(datasets=[], est=0, params={}),
-            '04_vae_attack':            dict(datasets=['celeba'], est=150,
+            '04_vae_attack':            dict(datasets=['celeba'], est=230,
                                              params=dict(**QUICK_CELEBA, n_pairs=4, n_c=10, iterations=200, strength_check=False, n_fig=2)),
             '05_draw_attack':           dict(datasets=['celeba'], est=200,
                                              params=dict(**QUICK_CELEBA, variants='draw-attn', n_pairs=3, n_c=8, iterations=150, strength_check=False)),
