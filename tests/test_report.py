@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dbp_ae import report
-from dbp_ae.claims import judge_folder, MASKING, PREVIEW, REPRODUCED, NOT_RENDERED
+from dbp_ae.claims import judge_folder, MASKING, PREVIEW, REPRODUCED, NOT, NOT_RENDERED
 from dbp_ae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,10 @@ def test_committed_verdicts():
     svhn = {(c.item, c.family): c for c in judge_folder(FIGURES / "svhn", "svhn")}
     assert svhn[("table3", "gmm-dbp")].would_be == "not reproduced" and "47.00%" in svhn[("table3", "gmm-dbp")].evidence
     tree = {(c.item, c.family, c.dataset): c.verdict for _, _, c in report.judge_tree(FIGURES)}
-    assert tree[("table2", "draw-attn", "mnist")] == NOT_RENDERED and tree[("table2", "draw", "mnist")] == NOT_RENDERED
+    # full-MNIST DRAW-attn is rendered (10 pairs) and judged; DRAW without attention is not rendered on full MNIST
+    assert tree[("table2", "draw-attn", "mnist")] == NOT and tree[("table2", "draw", "mnist")] == NOT_RENDERED
+    celeba = {(c.item, c.family): c for c in judge_folder(FIGURES / "celeba", "celeba")}   # the conv VAE is CelebA's VAE
+    assert celeba[("table2", "conv-vae")].verdict == REPRODUCED and ("table2", "vae", "celeba") not in tree
 
 
 def test_report_only_runs_nothing(tmp_path, capsys, monkeypatch):
