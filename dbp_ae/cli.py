@@ -42,6 +42,7 @@ def add_train_command(subparsers # from `ArgumentParser.add_subparsers`
     a('--lr', type=float, default=d.lr, help='Adam learning rate')
     a('--seed', type=int, default=d.seed)
     a('--grad-clip', type=float, default=d.grad_clip, help='clip the gradient norm (default: off)')
+    a('--noise', type=float, default=d.noise, help='sigma of Gaussian noise on the inputs (clipped to [0, 1]; the loss targets the clean image): the noise baseline of 07_tradeoff; 0 = off')
     a('--n-train', type=int, default=None, help='train on the first N images only (smoke runs)')
     a('--out', default=None, help='output folder (default: the cache of trained models, $DBP_AE_CACHE or ~/.cache/dbp_ae/models)')
     a('--cache-dir', default=None, help='cache of trained models (when --out is not given)')
@@ -65,7 +66,8 @@ def _train_request(args)->tuple:
     except json.JSONDecodeError as e: raise ValueError(f"--model-cfg is not valid JSON ({e}); write e.g. '{{\"z_dim\": 8}}'") from None
     if not isinstance(model_cfg, dict): raise ValueError(f"--model-cfg must be a JSON object, got {args.model_cfg!r}")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lambda1=args.lambda1, lambda2=args.lambda2,
-                      estimator=args.estimator, n_proj=args.n_proj, schedule=args.schedule, seed=args.seed, grad_clip=args.grad_clip)
+                      estimator=args.estimator, n_proj=args.n_proj, schedule=args.schedule, seed=args.seed, grad_clip=args.grad_clip,
+                      noise=args.noise)
     return cfg, model_cfg
 
 def cmd_train(args)->int:
