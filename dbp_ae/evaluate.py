@@ -25,7 +25,7 @@ __all__ = ['STRENGTH_TOL', 'STRENGTH_ON', 'recon_dist', 'distortion_points', 'at
            'run_name', 'pair_gaps', 'attack_scored', 'evaluate_models', 'pair_summary', 'labels_of', 'kinds_of',
            'table2_auddc', 'table2_claims', 'table2_settings', 'table2_frame', 'table2_markdown', 'claim_lines',
            'write_table2', 'strength_table', 'write_strength', 'too_weak', 'shown_attack', 'matched_attack',
-           'median_pair', 'fig2_pair', 'fig2_attacks']
+           'median_pair', 'nearest_c', 'fig2_pair', 'fig2_attacks']
 
 # %% ../nbs/06a_evaluate.ipynb #eeb903cc
 def recon_dist(model:nn.Module,   # the autoencoder
@@ -383,6 +383,12 @@ def median_pair(auddc # AUDDC of every pair, (P,)
     return idx[(len(idx) - 1)//2]
 
 # %% ../nbs/06a_evaluate.ipynb #26d856e0
+def nearest_c(cs,      # the values of C, (K,)
+              c:float, # a value of C
+             )->int:
+    "Index of the grid value nearest `c` on a log scale (C = 0 counts as 2^-1000)"
+    return int(np.argmin(np.abs(np.log2(np.asarray(cs, float) + 1e-300) - np.log2(c + 1e-300))))
+
 def fig2_pair(model:nn.Module,  # the model the rule attacks (the one without DBP)
               ds,               # the test split
               n:int,            # the first `n` seeded pairs are candidates
@@ -406,11 +412,9 @@ def fig2_attacks(models:dict,          # {dbp: autoencoder}
                 )->tuple:
     "`(attacked, shown)`: each model's output attack over the grid and the point Fig. 2 shows (`shown_attack`, with `matched`)"
     attacked, shown = {dbp: attack_scored(m, x_o, x_t, 'output', attack_kw, auddc_kw) for dbp, m in models.items()}, {}
-    cs = np.asarray(attack_kw['cs'], float)
     for dbp, e in attacked.items():
         if fig_c is not None:
-            k = int(np.argmin(np.abs(np.log2(cs + 1e-300) - np.log2(fig_c + 1e-300))))
-            shown[dbp] = dict(shown_attack(models[dbp], e, x_t, k, seed), matched=None, match_steps=0)
+            shown[dbp] = dict(shown_attack(models[dbp], e, x_t, nearest_c(attack_kw['cs'], fig_c), seed), matched=None, match_steps=0)
         else:
             m = matched_attack(models[dbp], x_o, x_t, 'output', e, fig_distortion, attack_kw, auddc_kw, tol)
             shown[dbp] = dict(shown_attack(models[dbp], m, x_t, 0, seed), auddc=float(e['score']['auddc'][0]), matched=m['matched'],

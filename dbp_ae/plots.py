@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from .auddc import dd_curve, auddc
-from .evaluate import labels_of, kinds_of, run_name
+from .evaluate import labels_of, kinds_of, run_name, nearest_c
 
 # %% auto #0
 __all__ = ['FIG5_COLUMNS', 'FIG2_TITLES', 'FIG4_PANELS', 'show_image', 'save_figure', 'pick_c', 'fig_rule', 'plot_dd_curves',
@@ -55,7 +55,7 @@ def pick_c(x_row,                        # input distortions of one pair, (K,)
           )->int:
     "Index of the C shown for one pair"
     cs = np.asarray(cs, float)
-    if fig_c is not None: return int(np.argmin(np.abs(np.log2(cs + 1e-300) - np.log2(fig_c + 1e-300))))
+    if fig_c is not None: return nearest_c(cs, fig_c)
     return int(np.nanargmin(np.where(np.isfinite(x_row), np.abs(np.asarray(x_row) - fig_distortion), np.nan)))
 
 def fig_rule(fig_c:Optional[float]=None, fig_distortion:float=0.3)->str:
