@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_evaluate.ipynb #66eeea17
 from __future__ import annotations
-import time
+import json, time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,7 +25,7 @@ __all__ = ['STRENGTH_TOL', 'STRENGTH_ON', 'recon_dist', 'distortion_points', 'at
            'run_name', 'pair_gaps', 'attack_scored', 'evaluate_models', 'pair_summary', 'labels_of', 'kinds_of',
            'table2_auddc', 'table2_claims', 'table2_settings', 'table2_frame', 'table2_markdown', 'claim_lines',
            'write_table2', 'strength_table', 'write_strength', 'too_weak', 'shown_attack', 'matched_attack',
-           'median_pair', 'nearest_c', 'fig2_pair', 'fig2_attacks']
+           'median_pair', 'nearest_c', 'fig2_pair', 'fig2_attacks', 'keep_earlier_models']
 
 # %% ../nbs/06a_evaluate.ipynb #eeb903cc
 def recon_dist(model:nn.Module,   # the autoencoder
@@ -420,3 +420,15 @@ def fig2_attacks(models:dict,          # {dbp: autoencoder}
             shown[dbp] = dict(shown_attack(models[dbp], m, x_t, 0, seed), auddc=float(e['score']['auddc'][0]), matched=m['matched'],
                               match_steps=m['steps'], seconds=e['seconds'] + m['seconds'])
     return attacked, shown
+
+# %% ../nbs/06a_evaluate.ipynb #e77091db
+def keep_earlier_models(metrics:dict, # a run's metrics: `settings`, `smoke` and `models` ({name: ...})
+                        path:Path,    # the metrics file an earlier run left (may be missing)
+                       )->dict:
+    "`metrics` with the models of the earlier file at `path` kept when its `settings` and `smoke` are the same"
+    path = Path(path)
+    if not path.exists(): return metrics
+    old = json.loads(path.read_text())
+    if (old.get('settings'), old.get('smoke')) != (metrics['settings'], metrics['smoke']): return metrics
+    kept = {m: v for m, v in old.get('models', {}).items() if m not in metrics['models']}
+    return {**metrics, 'models': {**kept, **metrics['models']}}

@@ -19,7 +19,7 @@ from .evaluate import labels_of, kinds_of, run_name, nearest_c
 __all__ = ['FIG5_COLUMNS', 'FIG2_TITLES', 'FIG4_PANELS', 'show_image', 'save_figure', 'pick_c', 'fig_rule', 'plot_dd_curves',
            'dd_curves_figure', 'attack_figure', 'pair_figure', 'save_attack_figures', 'fig2_figure',
            'image_rows_figure', 'transitions_figure', 'transition_figure', 'save_rows', 'load_rows',
-           'fig4_panels_figure', 'fig4_paper']
+           'fig4_panels_figure', 'fig4_paper', 'merge_rows']
 
 # %% ../nbs/06b_plots.ipynb #597d05bc
 def show_image(ax,                       # matplotlib axes
@@ -289,3 +289,16 @@ def fig4_paper(root:Path, # the output tree: root/<dataset>/fig4_rows.npz
     fig = fig4_panels_figure([(t, load_rows(f)) for (_, t), f in zip(FIG4_PANELS, files)], "Fig. 4: reconstructions without vs with DBP")
     save_figure(fig, files[-1].parent, name); plt.close(fig)
     return files[-1].parent/f'{name}.png'
+
+# %% ../nbs/06b_plots.ipynb #cbb400bf
+def merge_rows(rows:Sequence, # (row label, images) of this run: the originals first
+               path:Path,     # the `save_rows` file an earlier run left (may be missing)
+              )->list:
+    "`rows` with the rows of the earlier file at `path` kept when it shows the same originals and this run does not redraw them"
+    path, rows = Path(path), list(rows)
+    if not path.exists(): return rows
+    old = load_rows(path)
+    q = lambda t: (t.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    if old[0][0] != rows[0][0] or old[0][1].shape != rows[0][1].shape or not torch.equal(q(old[0][1]), q(rows[0][1])): return rows
+    mine = {name for name, _ in rows}
+    return rows[:1] + [(n, imgs) for n, imgs in old[1:] if n not in mine] + rows[1:]

@@ -37,6 +37,21 @@ def test_reconstruction_smoke(tmp_path):
     assert "| grad_x ratio" in (out / "table1.md").read_text()
 
 
+def test_reconstruction_in_parts(tmp_path):
+    "Table 1 and Fig. 4 rendered one model at a time: a second run at the same settings keeps the first run's rows; other settings replace them"
+    out = run("01_reconstruction.ipynb", tmp_path, dataset="mnist-sample", models="vae")
+    first = json.loads((out / "table1_metrics.json").read_text())["models"]["vae"]
+    run("01_reconstruction.ipynb", tmp_path, dataset="mnist-sample", models="draw-attn")
+    m = json.loads((out / "table1_metrics.json").read_text())
+    assert list(m["models"]) == ["vae", "draw-attn"] and m["models"]["vae"] == first
+    assert list(csv_rows(out / "table1.csv")) == ["vae", "draw-attn"]
+    from dbp_ae.plots import load_rows
+    assert [n for n, _ in load_rows(out / "fig4_rows.npz")] == ["original", "vae plain", "vae DBP", "draw-attn plain", "draw-attn DBP"]
+    run("01_reconstruction.ipynb", tmp_path, dataset="mnist-sample", models="draw-attn", lambda1=0.5)   # other settings: the table starts again
+    assert list(json.loads((out / "table1_metrics.json").read_text())["models"]) == ["draw-attn"]
+    assert [n for n, _ in load_rows(out / "fig4_rows.npz")] == ["original", "draw-attn plain", "draw-attn DBP"]
+
+
 def test_fig4_paper_layout(tmp_path, data_dir):
     "Once MNIST and CelebA are rendered into one tree, Fig. 4 is drawn as the paper lays it out: MNIST left, CelebA right"
     mn = run("01_reconstruction.ipynb", tmp_path, dataset="mnist", models="vae", data_dir=str(data_dir))
