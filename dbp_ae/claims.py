@@ -346,7 +346,7 @@ def claims_table34(m:dict, dataset:str, source:str='table34_metrics.json')->list
 
 # %% ../nbs/08c_claims.ipynb #9006c2b7
 def claims_tradeoff(m:dict, dataset:str, source:str='tradeoff_metrics.json')->list:
-    "Issue 16's three verdicts from `tradeoff_metrics.json`: DBP vs the noise baseline per budget, the paper's point in the grid, the Lipschitz ranking"
+    "Issue 16's verdicts from `tradeoff_metrics.json`: DBP vs the noise baseline per budget, the paper's point in the grid, Table 2 at the λ each budget affords, the Lipschitz ranking"
     model, eps, n_pairs, rows = m.get('model', 'vae'), m.get('epochs') or [], m.get('n_pairs'), m['rows']
     pv = preview_why(dataset, pairs=n_pairs, epochs=min(eps) if eps else None, images=m.get('n_eval'))
     scale = f"{dataset}, {len(rows)} models, {n_pairs} pairs, {_attack(m)}, {model} trained {'/'.join(map(str, eps))} epochs"
@@ -372,6 +372,21 @@ def claims_tradeoff(m:dict, dataset:str, source:str='tradeoff_metrics.json')->li
                               + ('' if near else f" (no DBP setting within ±{100 * TOL['rec_change']:g} points of the paper's error change: the nearest)"), scale,
                               f"Table 1's rule: fall >= {SIG_RATIO:g}x" + (f", within a factor {TOL['ratio']:g} of the paper's {p_ratio:.1f}x" if p_ratio else '')
                               + f", error change within ±{100 * TOL['rec_change']:g} points of {100 * p_change:+.1f}%", source, preview=pv))
+    for a in m.get('afforded') or []:
+        b = f"+{100 * a['budget']:g}%"
+        if a['setting'] is None:
+            parts, ev = [Part(f'{k} attack', False, False) for k in ('output', 'latent')], f"no λ1 = λ2 DBP setting of the grid within the {b} budget"
+        else:
+            parts, ev = [], [f"{a['setting']} ({pct(a['rec_change'])}, gradient {a['grad_x_ratio']:.1f}x smaller)"]
+            for k, x in a['attacks'].items():
+                t = paired_t(x['dbp_pairs'], x['plain_pairs'])
+                parts.append(Part(f'{k} attack', t['diff'] > 0, t['p'] < ALPHA))
+                ev.append(f"{k}: {x['plain']:.3f} -> {x['dbp']:.3f}, paired difference {t['diff']:+.3f} (p = {t['p']:.3g}, {t['n']} pairs)")
+            ev = '; '.join(ev)
+        out.append(make_claim('tradeoff', f"at the λ a {b} reconstruction budget affords, DBP raises the AUDDC of the output and latent attacks (Table 2's claim)",
+                              f"{model}: λ by the {b} budget", dataset, parts, ev, scale,
+                              f"Table 2's rule at the largest λ1 = λ2 within the budget (chosen by the error alone): paired t-test on the per-pair AUDDC, one-sided, level {ALPHA}",
+                              source, preview=pv))
     r = m.get('rank') or {}
     if r.get('n', 0) >= 3:
         out.append(make_claim('tradeoff', "the Lipschitz figure ranks the models as the output AUDDC does (a steeper reconstruction is the less robust one)",

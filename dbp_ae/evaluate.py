@@ -421,7 +421,7 @@ def fig2_attacks(models:dict,          # {dbp: autoencoder}
                               match_steps=m['steps'], seconds=e['seconds'] + m['seconds'])
     return attacked, shown
 
-# %% ../nbs/06a_evaluate.ipynb #e77091db
+# %% ../nbs/06a_evaluate.ipynb #4503d446
 def keep_earlier_models(metrics:dict, # a run's metrics: `settings`, `smoke` and `models` ({name: ...})
                         path:Path,    # the metrics file an earlier run left (may be missing)
                        )->dict:

@@ -290,7 +290,7 @@ def fig4_paper(root:Path, # the output tree: root/<dataset>/fig4_rows.npz
     save_figure(fig, files[-1].parent, name); plt.close(fig)
     return files[-1].parent/f'{name}.png'
 
-# %% ../nbs/06b_plots.ipynb #cbb400bf
+# %% ../nbs/06b_plots.ipynb #7dbab6ea
 def merge_rows(rows:Sequence, # (row label, images) of this run: the originals first
                path:Path,     # the `save_rows` file an earlier run left (may be missing)
               )->list:

@@ -26,8 +26,8 @@ from .evaluate import attack_scored, pair_gaps, pair_summary
 __all__ = ['LAMBDA1_MODES', 'FAMILIES', 'SCHEDULE_COLORS', 'TABLE_COLS', 'recon_jacobian', 'lipschitz_values', 'lipschitz',
            'num_list', 'name_list', 'Setting', 'tradeoff_grid', 'tradeoff_settings', 'measure_model',
            'relative_to_plain', 'pareto_front', 'family_rows', 'frontier', 'budget_choice', 'compare_pairs',
-           'budget_rows', 'rank_agreement', 'table1_points', 'frontier_figure', 'tradeoff_frame', 'budget_markdown',
-           'write_tradeoff', 'verdict_lines']
+           'budget_rows', 'rank_agreement', 'afforded', 'afforded_rows', 'afforded_markdown', 'table1_points',
+           'frontier_figure', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines']
 
 # %% ../nbs/06c_tradeoff.ipynb #2149e54f
 def recon_jacobian(model:nn.Module, # an autoencoder of the package
@@ -236,6 +236,44 @@ def rank_agreement(rows:list, x:str='lip_mean', y:str='auddc_output')->dict:
     two, neg = stats.spearmanr(a[:, 0], a[:, 1]), stats.spearmanr(a[:, 0], a[:, 1], alternative='less')
     return dict(rho=float(two.statistic), p_two_sided=float(two.pvalue), p_negative=float(neg.pvalue), n=len(a))
 
+# %% ../nbs/06c_tradeoff.ipynb #e8e61b7a
+def afforded(rows:list,     # `relative_to_plain` rows
+             budget:float,  # the reconstruction budget, e.g. 0.1 for +10%
+             epochs:int=20, # the paper's training length
+            )->Optional[dict]:
+    "The λ1 = λ2 DBP row with the largest λ whose error change is at most `budget` (paper's schedule and length where the grid has them); None if none fits"
+    d = [r for r in rows if r['family'] == 'dbp' and r['lambda1'] == r['lambda2']]
+    if any(r['schedule'] == 'second-half' for r in d): d = [r for r in d if r['schedule'] == 'second-half']
+    if d:
+        ep = min({r['epochs'] for r in d}, key=lambda e: (abs(e - epochs), -e))
+        d = [r for r in d if r['epochs'] == ep]
+    ok = [r for r in d if r['rec_change'] <= budget]
+    return max(ok, key=lambda r: (r['lambda2'], -r['rec_change'])) if ok else None
+
+def afforded_rows(rows:list, budgets:Sequence[float], kinds:Sequence[str]=('output', 'latent'))->list:
+    "Per budget: the setting `afforded` picks and, per attack, the plain model's and its mean AUDDC, per-pair values and paired comparison"
+    out = []
+    for b in budgets:
+        r = afforded(rows, b)
+        if r is None: out.append(dict(budget=b, setting=None)); continue
+        p = next(x for x in rows if x['family'] == 'plain' and x['epochs'] == r['epochs'])
+        att = {k: dict(plain=p[f'auddc_{k}'], dbp=r[f'auddc_{k}'], plain_pairs=p['auddc'][k]['auddc'], dbp_pairs=r['auddc'][k]['auddc'],
+                       diff=compare_pairs(r['auddc'][k]['auddc'], p['auddc'][k]['auddc'])) for k in kinds if k in r['auddc'] and k in p['auddc']}
+        out.append(dict(budget=b, setting=r['label'], lambda2=r['lambda2'], epochs=r['epochs'], rec_change=r['rec_change'],
+                        grad_x_ratio=r['grad_x_ratio'], attacks=att))
+    return out
+
+def afforded_markdown(arows:list)->str:
+    "Table 2 at the λ each budget affords, in Markdown"
+    L = ["| budget | setting (chosen by the budget) | error change | gradient ratio | output: no DBP → DBP | latent: no DBP → DBP |", "| --- | --- | --- | --- | --- | --- |"]
+    cell = lambda a: (f"{a['plain']:.3f} → {a['dbp']:.3f} ({a['diff']['mean']:+.3f} ± {a['diff']['sem']:.3f}, DBP higher on {a['diff']['wins']} of {a['diff']['n']})"
+                      if a else '-')
+    for a in arows:
+        if a['setting'] is None: L.append(f"| +{100 * a['budget']:g}% | none: no λ1 = λ2 DBP setting of the grid is within it | - | - | - | - |"); continue
+        L.append(f"| +{100 * a['budget']:g}% | {a['setting']} | {100 * a['rec_change']:+.1f}% | {a['grad_x_ratio']:.2f}x | "
+                 f"{cell(a['attacks'].get('output'))} | {cell(a['attacks'].get('latent'))} |")
+    return '\n'.join(L)
+
 # %% ../nbs/06c_tradeoff.ipynb #aa142389
 def table1_points(folder:Path,       # the output folder of the data set (`out`)
                   model:str='vae',   # the model whose Table 1 rows are marked
@@ -332,13 +370,15 @@ def write_tradeoff(out:Path,        # the output folder
                   )->dict:
     "Write tradeoff.csv/.md, tradeoff_budget.md and tradeoff_metrics.json into `out`; returns the metrics"
     out = Path(out)
-    frame, brows = tradeoff_frame(rows), budget_rows(rows, budgets)
+    frame, brows, arows = tradeoff_frame(rows), budget_rows(rows, budgets), afforded_rows(rows, budgets)
     frame.to_csv(out/'tradeoff.csv', index=False, float_format='%.6g')
     (out/'tradeoff.md').write_text(f"Robustness–fidelity trade-off of DBP against the noise baseline: {settings}\n\n"
                                    + frame.drop(columns=['lip_method']).to_markdown(index=False, floatfmt='.4g') + "\n")
     (out/'tradeoff_budget.md').write_text(f"Budget table (the most robust setting whose reconstruction error is at most the budget above the plain "
-                                          f"model's): {settings}\n\n" + budget_markdown(brows) + "\n")
-    metrics = dict(settings=settings, **(meta or {}), budgets=list(budgets), rows=rows, budget=brows,
+                                          f"model's): {settings}\n\n" + budget_markdown(brows) + "\n\n"
+                                          "Table 2 at the λ each budget affords (`afforded`: the largest λ1 = λ2, second-half, 20 epochs, within the budget; "
+                                          "chosen by the error alone), mean AUDDC of the plain model → the chosen one (paired difference ± sem):\n\n" + afforded_markdown(arows) + "\n")
+    metrics = dict(settings=settings, **(meta or {}), budgets=list(budgets), rows=rows, budget=brows, afforded=arows,
                    frontier={f: [r['label'] for r in frontier(rows, f)] for f in FAMILIES},
                    frontier_gradient={f: [r['label'] for r in frontier(rows, f, 'grad_x_ratio')] for f in FAMILIES},
                    rank=rank_agreement(rows), rank_latent=rank_agreement(rows, y='auddc_latent') if all('auddc_latent' in r for r in rows) else None,
