@@ -47,6 +47,17 @@ def test_tradeoff_smoke(tmp_path):
         for a in m["frontier"][fam]:
             assert not any(r["rec_change"] <= rows[a]["rec_change"] and r["auddc_output"] >= rows[a]["auddc_output"]
                            and (r["rec_change"], r["auddc_output"]) != (rows[a]["rec_change"], rows[a]["auddc_output"]) for r in fr)
+    # Table 2 at the lambda each budget affords: the largest lambda1 = lambda2 within the budget, against the plain model on the same pairs
+    for a in m["afforded"]:
+        fits = [r for r in m["rows"] if r["family"] == "dbp" and r["lambda1"] == r["lambda2"] and r["rec_change"] <= a["budget"]]
+        if not fits:
+            assert a["setting"] is None and f"| +{100 * a['budget']:g}% | none" in md; continue
+        assert rows[a["setting"]]["lambda2"] == max(r["lambda2"] for r in fits)
+        for k in ("output", "latent"):
+            x = a["attacks"][k]
+            assert x["plain_pairs"] == rows["plain 1ep"]["auddc"][k]["auddc"] and x["dbp_pairs"] == rows[a["setting"]]["auddc"][k]["auddc"]
+            assert math.isclose(x["diff"]["mean"], np.nanmean(np.subtract(x["dbp_pairs"], x["plain_pairs"])))
+    assert "Table 2 at the λ each budget affords" in md and "reconstruction budget affords, DBP raises the AUDDC" in md
     lip, au = [r["lip_mean"] for r in m["rows"]], [r["auddc_output"] for r in m["rows"]]
     from scipy import stats
     assert math.isclose(m["rank"]["rho"], stats.spearmanr(lip, au).statistic) and m["rank"]["n"] == 4
