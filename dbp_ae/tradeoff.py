@@ -23,11 +23,12 @@ from .attacks import describe_attack
 from .evaluate import attack_scored, pair_gaps, pair_summary
 
 # %% auto #0
-__all__ = ['LAMBDA1_MODES', 'FAMILIES', 'SCHEDULE_COLORS', 'TABLE_COLS', 'recon_jacobian', 'lipschitz_values', 'lipschitz',
-           'num_list', 'name_list', 'Setting', 'tradeoff_grid', 'tradeoff_settings', 'measure_model',
+__all__ = ['LAMBDA1_MODES', 'FAMILIES', 'SCHEDULE_COLORS', 'TABLE_COLS', 'DERIVED', 'recon_jacobian', 'lipschitz_values',
+           'lipschitz', 'num_list', 'name_list', 'Setting', 'tradeoff_grid', 'tradeoff_settings', 'measure_model',
            'relative_to_plain', 'pareto_front', 'family_rows', 'frontier', 'budget_choice', 'compare_pairs',
            'budget_rows', 'rank_agreement', 'afforded', 'afforded_rows', 'afforded_markdown', 'table1_points',
-           'frontier_figure', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines']
+           'frontier_figure', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines',
+           'rewrite_tradeoff']
 
 # %% ../nbs/06c_tradeoff.ipynb #2149e54f
 def recon_jacobian(model:nn.Module, # an autoencoder of the package
@@ -389,3 +390,18 @@ def write_tradeoff(out:Path,        # the output folder
 def verdict_lines(claims:list)->str:
     "The verdicts (`dbp_ae.claims.Claim`s) as Markdown bullets for `tradeoff_budget.md`"
     return '\n'.join(f"- **{c.label}** — {c.claim}: {c.evidence}. *Test: {c.test}.*" + (f" *Preview: {c.why}.*" if c.why else '') for c in claims)
+
+# %% ../nbs/06c_tradeoff.ipynb #f8283cef
+DERIVED = ('settings', 'budgets', 'rows', 'budget', 'afforded', 'frontier', 'frontier_gradient', 'rank', 'rank_latent', 'table1_points')   # redone by `write_tradeoff`
+
+def rewrite_tradeoff(out:Path,    # a folder the pipeline rendered (holds tradeoff_metrics.json)
+                     dataset:str, # its data set, for the verdicts
+                    )->dict:
+    "Redo the files of `write_tradeoff` in `out` from its metrics file, measurements kept, and append the verdicts; returns the metrics"
+    from dbp_ae.claims import judge_file
+    out = Path(out)
+    m = json.loads((out/'tradeoff_metrics.json').read_text())
+    metrics = write_tradeoff(out, m['rows'], m['budgets'], m['settings'], {k: v for k, v in m.items() if k not in DERIVED}, m.get('table1_points') or ())
+    with open(out/'tradeoff_budget.md', 'a') as f:
+        f.write("\nVerdicts (`dbp_ae.claims`, the rules of REPORT.md):\n\n" + verdict_lines(judge_file(out/'tradeoff_metrics.json', dataset)) + "\n")
+    return metrics
