@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dbp_ae import report
-from dbp_ae.claims import judge_folder, MASKING, PREVIEW, REPRODUCED, NOT, NOT_RENDERED
+from dbp_ae.claims import judge_folder, MASKING, PARTLY, PREVIEW, REPRODUCED, NOT, NOT_RENDERED
 from dbp_ae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,8 @@ def test_committed_verdicts():
     assert tree[("table2", "draw-attn", "mnist")] == NOT and tree[("table2", "draw", "mnist")] == NOT_RENDERED
     celeba = {(c.item, c.family): c for c in judge_folder(FIGURES / "celeba", "celeba")}   # the conv VAE is CelebA's VAE
     assert celeba[("table2", "conv-vae")].verdict == REPRODUCED and ("table2", "vae", "celeba") not in tree
+    # CelebA Table 1 rendered in two parts (conv VAE, then DRAW-attn): both rows judged; DRAW-attn's gradient falls 20x at +106% error
+    assert celeba[("table1", "conv-vae")].verdict == NOT and celeba[("table1", "draw-attn")].verdict == PARTLY
     # CelebA DRAW-attn: DBP lower on every pair, but the strength check finds the default output attack too weak on the plain model
     assert celeba[("table2", "draw-attn")].verdict == MASKING and celeba[("table2", "draw-attn")].would_be == "not reproduced"
     # issue 16 on full MNIST (reduced grid): DBP beats the noise baseline at +5% and +10%, and Table 2's claim holds at the lambda each affords
