@@ -18,7 +18,7 @@ from .evaluate import labels_of, kinds_of, run_name, nearest_c
 # %% auto #0
 __all__ = ['FIG5_COLUMNS', 'FIG2_TITLES', 'FIG4_PANELS', 'show_image', 'save_figure', 'pick_c', 'fig_rule', 'plot_dd_curves',
            'dd_curves_figure', 'attack_figure', 'pair_figure', 'save_attack_figures', 'fig2_figure',
-           'image_rows_figure', 'transitions_figure', 'transition_figure', 'save_rows', 'load_rows',
+           'image_rows_figure', 'transitions_figure', 'transition_figure', 'to_uint8', 'save_rows', 'load_rows',
            'fig4_panels_figure', 'fig4_paper', 'merge_rows']
 
 # %% ../nbs/06b_plots.ipynb #597d05bc
@@ -252,11 +252,16 @@ def transition_figure(tr,             # a `Transition` of one image
     return fig
 
 # %% ../nbs/06b_plots.ipynb #eb0a24ff
+def to_uint8(imgs:torch.Tensor # images in [0, 1] (values outside are clipped)
+            )->torch.Tensor:
+    "`imgs` as 8-bit images on the CPU, as `save_rows` keeps them"
+    return (imgs.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+
 def save_rows(rows:Sequence, # (row label, images (N, C, H, W) in [0, 1]) of every row
               path:Path,     # an .npz file
              ):
     "Keep the rows of an image grid as 8-bit images (the order of the rows is kept)"
-    arrs = {f"{i:02d}|{name}": (imgs.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy() for i, (name, imgs) in enumerate(rows)}
+    arrs = {f"{i:02d}|{name}": to_uint8(imgs).numpy() for i, (name, imgs) in enumerate(rows)}
     np.savez_compressed(Path(path), **arrs)
 
 def load_rows(path:Path # a file of `save_rows`
@@ -298,7 +303,6 @@ def merge_rows(rows:Sequence, # (row label, images) of this run: the originals f
     path, rows = Path(path), list(rows)
     if not path.exists(): return rows
     old = load_rows(path)
-    q = lambda t: (t.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    if old[0][0] != rows[0][0] or old[0][1].shape != rows[0][1].shape or not torch.equal(q(old[0][1]), q(rows[0][1])): return rows
+    if old[0][0] != rows[0][0] or old[0][1].shape != rows[0][1].shape or not torch.equal(to_uint8(old[0][1]), to_uint8(rows[0][1])): return rows
     mine = {name for name, _ in rows}
     return rows[:1] + [(n, imgs) for n, imgs in old[1:] if n not in mine] + rows[1:]

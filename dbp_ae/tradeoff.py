@@ -27,7 +27,7 @@ __all__ = ['LAMBDA1_MODES', 'FAMILIES', 'SCHEDULE_COLORS', 'TABLE_COLS', 'DERIVE
            'lipschitz', 'num_list', 'name_list', 'Setting', 'tradeoff_grid', 'tradeoff_settings', 'measure_model',
            'relative_to_plain', 'pareto_front', 'family_rows', 'frontier', 'budget_choice', 'compare_pairs',
            'budget_rows', 'rank_agreement', 'afforded', 'afforded_rows', 'afforded_markdown', 'table1_points',
-           'frontier_figure', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines',
+           'frontier_figure', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines', 'append_verdicts',
            'rewrite_tradeoff']
 
 # %% ../nbs/06c_tradeoff.ipynb #2149e54f
@@ -391,6 +391,13 @@ def verdict_lines(claims:list)->str:
     "The verdicts (`dbp_ae.claims.Claim`s) as Markdown bullets for `tradeoff_budget.md`"
     return '\n'.join(f"- **{c.label}** — {c.claim}: {c.evidence}. *Test: {c.test}.*" + (f" *Preview: {c.why}.*" if c.why else '') for c in claims)
 
+def append_verdicts(out:Path,   # the folder of `tradeoff_budget.md`
+                    claims:list, # the verdicts (`dbp_ae.claims.Claim`s)
+                   ):
+    "Append the verdicts to `out/tradeoff_budget.md` under a heading that names their rules"
+    with open(Path(out)/'tradeoff_budget.md', 'a') as f:
+        f.write("\nVerdicts (`dbp_ae.claims`, the rules of REPORT.md):\n\n" + verdict_lines(claims) + "\n")
+
 # %% ../nbs/06c_tradeoff.ipynb #f8283cef
 DERIVED = ('settings', 'budgets', 'rows', 'budget', 'afforded', 'frontier', 'frontier_gradient', 'rank', 'rank_latent', 'table1_points')   # redone by `write_tradeoff`
 
@@ -402,6 +409,5 @@ def rewrite_tradeoff(out:Path,    # a folder the pipeline rendered (holds tradeo
     out = Path(out)
     m = json.loads((out/'tradeoff_metrics.json').read_text())
     metrics = write_tradeoff(out, m['rows'], m['budgets'], m['settings'], {k: v for k, v in m.items() if k not in DERIVED}, m.get('table1_points') or ())
-    with open(out/'tradeoff_budget.md', 'a') as f:
-        f.write("\nVerdicts (`dbp_ae.claims`, the rules of REPORT.md):\n\n" + verdict_lines(judge_file(out/'tradeoff_metrics.json', dataset)) + "\n")
+    append_verdicts(out, judge_file(out/'tradeoff_metrics.json', dataset))
     return metrics
