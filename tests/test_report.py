@@ -72,6 +72,10 @@ def test_committed_verdicts():
     b10 = draw["draw-attn: λ by the +10% budget"]
     assert b10.verdict == PREVIEW and b10.would_be == "not reproduced" and "l1=l2=0.03" in b10.evidence
     assert draw["draw-attn: dbp vs noise"].verdict == PREVIEW and draw["draw-attn: dbp vs noise"].would_be == "reproduced"
+    # issue 16 items 2 (lambda1 = 0, schedules) on mnist-sample (a preview): DBP from the first step reaches the paper's point
+    sched = {c.family: c for c in judge_folder(FIGURES / "mnist-sample" / "tradeoff-schedules", "mnist-sample") if c.item == "tradeoff"}
+    best = sched["vae: best DBP setting"]
+    assert best.verdict == PREVIEW and best.would_be == "reproduced" and "l1=l2=1 constant" in best.evidence
 
 
 def test_report_only_runs_nothing(tmp_path, capsys, monkeypatch):
