@@ -58,6 +58,9 @@ def test_committed_verdicts():
     assert tree[("table2", "draw-attn", "mnist")] == NOT and tree[("table2", "draw", "mnist")] == NOT_RENDERED
     celeba = {(c.item, c.family): c for c in judge_folder(FIGURES / "celeba", "celeba")}   # the conv VAE is CelebA's VAE
     assert celeba[("table2", "conv-vae")].verdict == REPRODUCED and ("table2", "vae", "celeba") not in tree
+    # full-MNIST DRAW without attention, Table 1 rendered as a third part: the gradient falls 10.5x at +40% error
+    assert mnist[("table1", "draw")].verdict == PARTLY and "(10.5x)" in mnist[("table1", "draw")].evidence
+    assert mnist[("table1", "vae")].verdict == mnist[("table1", "draw-attn")].verdict == PARTLY     # the earlier parts kept
     # CelebA Table 1 rendered in two parts (conv VAE, then DRAW-attn): both rows judged; DRAW-attn's gradient falls 20x at +106% error
     assert celeba[("table1", "conv-vae")].verdict == NOT and celeba[("table1", "draw-attn")].verdict == PARTLY
     # CelebA DRAW-attn: DBP lower on every pair, but the strength check finds the default output attack too weak on the plain model
