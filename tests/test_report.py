@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dbp_ae import report
-from dbp_ae.claims import judge_folder, MASKING, PARTLY, PREVIEW, REPRODUCED, NOT, NOT_RENDERED
+from dbp_ae.claims import judge_folder, MASKING, PARTLY, PREVIEW, REPRODUCED, NOT
 from dbp_ae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,11 @@ def test_committed_verdicts():
     svhn = {(c.item, c.family): c for c in judge_folder(FIGURES / "svhn", "svhn")}
     assert svhn[("table3", "gmm-dbp")].would_be == "not reproduced" and "47.00%" in svhn[("table3", "gmm-dbp")].evidence
     tree = {(c.item, c.family, c.dataset): c.verdict for _, _, c in report.judge_tree(FIGURES)}
-    # full-MNIST DRAW-attn is rendered (10 pairs) and judged; DRAW without attention is not rendered on full MNIST
-    assert tree[("table2", "draw-attn", "mnist")] == NOT and tree[("table2", "draw", "mnist")] == NOT_RENDERED
+    # full-MNIST DRAW-attn and DRAW without attention (mnist/draw/) are rendered (10 pairs) and judged: DBP raises DRAW's
+    # output AUDDC (significant without attention) and lowers its latent one; both strength checks pass
+    assert tree[("table2", "draw-attn", "mnist")] == NOT and tree[("table2", "draw", "mnist")] == PARTLY
+    nodraw = {(c.item, c.family): c for c in judge_folder(FIGURES / "mnist" / "draw", "mnist")}
+    assert "latent: 0.519 -> 0.469" in nodraw[("table2", "draw")].evidence and nodraw[("table2", "draw")].verdict != MASKING
     celeba = {(c.item, c.family): c for c in judge_folder(FIGURES / "celeba", "celeba")}   # the conv VAE is CelebA's VAE
     assert celeba[("table2", "conv-vae")].verdict == REPRODUCED and ("table2", "vae", "celeba") not in tree
     # full-MNIST DRAW without attention, Table 1 rendered as a third part: the gradient falls 10.5x at +40% error
