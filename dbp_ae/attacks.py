@@ -503,15 +503,16 @@ def describe_attack(optimizer:str='lbfgsb',        # one of `OPTIMIZERS`
                     iterations:int=3000,           # `attack`'s iterations
                     lr:float=1e-3,                 # Adam's learning rate
                     chunk_size:Optional[int]=None, # `attack`'s chunk_size
+                    restarts:int=0,                # `attack`'s random starts besides d = 0
                    ) -> str:
     "The optimiser of an attack and its budget in words, for the captions of tables and figures"
     _check(optimizer, OPTIMIZERS, 'optimizer')
-    name = OPTIMIZER_NAMES[optimizer]
+    name, starts = OPTIMIZER_NAMES[optimizer], f", the best of d = 0 and {restarts} random starts" if restarts else ''
     if optimizer == 'adam':
-        return f"{name} ({iterations} iterations, lr {lr:g}, Gondim's clipping{'' if chunk_size is None else f', {chunk_size} rows at a time'})"
+        return f"{name} ({iterations} iterations, lr {lr:g}, Gondim's clipping{'' if chunk_size is None else f', {chunk_size} rows at a time'}{starts})"
     if optimizer == 'scipy-lbfgsb':
-        return f"{name} (at most {iterations} iterations, {'one pair' if chunk_size is None else f'{chunk_size} rows'} per scipy problem)"
-    return f"{name} (at most {iterations} iterations per (pair, C), each its own problem, batched)"
+        return f"{name} (at most {iterations} iterations, {'one pair' if chunk_size is None else f'{chunk_size} rows'} per scipy problem{starts})"
+    return f"{name} (at most {iterations} iterations per (pair, C), each its own problem, batched{starts})"
 
 
 # %% ../nbs/05_attacks.ipynb #557fb1aa

@@ -95,15 +95,17 @@ STRENGTH_TOL = 0.02   # PAPER.md §7: the largest fall of the mean AUDDC that a 
 def stronger_attacks(optimizer:str='lbfgsb', # the checked attack's optimiser
                      iterations:int=3000,    # its iterations
                      factor:int=3,           # the longer attack runs `factor`·`iterations`
-                     restarts:int=2,         # random starts besides d = 0 in the restart attack
+                     restarts:int=2,         # random starts the restart attack adds to the checked attack's
+                     base_restarts:int=0,    # the checked attack's own random starts besides d = 0
                     ) -> dict:
     "The attack-strength check's variants of an attack, `{name: overrides of attack's arguments}`"
     check_choice(optimizer, OPTIMIZERS, 'optimizer')
     if factor < 1 or restarts < 1: raise ValueError(f"factor and restarts must be >= 1, got {factor} and {restarts}")
+    if base_restarts < 0: raise ValueError(f"base_restarts must be >= 0, got {base_restarts}")
     others = {o: dict(optimizer=o, **({} if o == 'adam' else {'chunk_size': None})) for o in OPTIMIZERS if o != optimizer}
     return {f'{factor}x iterations': dict(iterations=factor*iterations),
             **{OPTIMIZER_NAMES[o]: over for o, over in others.items()},
-            f'{restarts} restarts': dict(restarts=restarts)}
+            f'{base_restarts + restarts} restarts': dict(restarts=base_restarts + restarts)}
 
 def attack_strength(model:nn.Module,       # the attacked autoencoder
                     x_o:Tensor,            # originals of the checked pairs (P, C, H, W)
@@ -119,7 +121,8 @@ def attack_strength(model:nn.Module,       # the attacked autoencoder
     "Mean AUDDC of every stronger attack next to `default`: dict(default, pairs, variants={name: dict(auddc, drop, seconds)}, max_drop, too_weak)"
     attack_kw, auddc_kw = dict(attack_kw or {}), dict(auddc_kw or {})
     res = dict(default=float(default), pairs=len(x_o), variants={})
-    for name, over in stronger_attacks(attack_kw.get('optimizer', 'lbfgsb'), attack_kw.get('iterations', 3000), factor, restarts).items():
+    for name, over in stronger_attacks(attack_kw.get('optimizer', 'lbfgsb'), attack_kw.get('iterations', 3000), factor, restarts,
+                                       attack_kw.get('restarts', 0)).items():
         t0 = time.time()
         a = attack_auddc(model, attack(model, x_o, x_t, kind, **{**attack_kw, **over}), **auddc_kw)
         res['variants'][name] = dict(auddc=a['mean'], drop=res['default'] - a['mean'], seconds=time.time() - t0)
@@ -158,7 +161,8 @@ def attack_kwargs(p:dict # a pipeline's parameters: cs (the grid), optimizer, it
                  )->tuple:
     "`(attack_kw, auddc_kw)`: the arguments of `attack` and `attack_auddc` that a pipeline's parameters give"
     chunk = p.get('chunk_size')
-    return (dict(cs=p['cs'], optimizer=p['optimizer'], iterations=p['iterations'], lr=p['attack_lr'], n_samples=p['n_samples'], chunk_size=chunk, seed=p['seed']),
+    return (dict(cs=p['cs'], optimizer=p['optimizer'], iterations=p['iterations'], lr=p['attack_lr'], n_samples=p['n_samples'], chunk_size=chunk, seed=p['seed'],
+                 restarts=p.get('restarts', 0)),
             dict(n_samples=p['n_samples'], seed=p['seed'], chunk_size=chunk))
 
 # %% ../nbs/06a_evaluate.ipynb #d4942d12
@@ -239,7 +243,7 @@ def table2_settings(p:dict,       # the pipeline's parameters
                    )->str:
     "The settings line of a Table 2 file"
     return (f"{p['dataset']}, {what}, {p['n_pairs']} pairs, C: 0 and {p['n_c']} values in 2^-20..2^20, "
-            f"{describe_attack(p['optimizer'], p['iterations'], p['attack_lr'], p['chunk_size'])}, n_samples {p['n_samples']}; "
+            f"{describe_attack(p['optimizer'], p['iterations'], p['attack_lr'], p['chunk_size'], p.get('restarts', 0))}, n_samples {p['n_samples']}; "
             f"training: {train_words(p, n_train)}; seed {p['seed']}, device {device}")
 
 # %% ../nbs/06a_evaluate.ipynb #3176a63c

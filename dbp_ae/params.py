@@ -173,7 +173,7 @@ TRAIN_PARAMS = dict(epochs=_int(1), batch_size=_int(1), lr=_num(0, open_lo=True)
                     estimator=_choice(*ESTIMATORS), schedule=_choice(*SCHEDULES))
 RUN_PARAMS = dict(smoke=_FLAG, seed=_int(0), data_dir=_OPT_PATH, device=_text(check_device, "one of auto, cpu, cuda, cuda:N, mps", none=True),
                   threads=_int(1, none=True), out_dir=_PATH, cache_dir=_OPT_PATH)
-ATTACK_PARAMS = dict(n_c=_int(1), iterations=_int(1), optimizer=_choice(*OPTIMIZERS), attack_lr=_num(0, open_lo=True), n_samples=_int(0),
+ATTACK_PARAMS = dict(n_c=_int(1), iterations=_int(1), optimizer=_choice(*OPTIMIZERS), attack_lr=_num(0, open_lo=True), n_samples=_int(0), restarts=_int(0),
                      fig_c=_num(0, none=True), fig_distortion=_num(0, open_lo=True))
 STRENGTH_PARAMS = dict(chunk_size=_int(1, none=True), strength_check=Param('bool', none=True), strength_on=_choice('plain', 'dbp', 'both'),
                        strength_factor=_int(1), strength_restarts=_int(1), strength_pairs=_int(1, none=True))

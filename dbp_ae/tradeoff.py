@@ -27,8 +27,8 @@ __all__ = ['LAMBDA1_MODES', 'FAMILIES', 'SCHEDULE_COLORS', 'TABLE_COLS', 'DERIVE
            'lipschitz', 'num_list', 'name_list', 'Setting', 'tradeoff_grid', 'tradeoff_settings', 'measure_model',
            'relative_to_plain', 'pareto_front', 'family_rows', 'frontier', 'budget_choice', 'compare_pairs',
            'budget_rows', 'rank_agreement', 'afforded', 'afforded_rows', 'afforded_markdown', 'table1_points',
-           'frontier_figure', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines', 'append_verdicts',
-           'rewrite_tradeoff']
+           'frontier_figure', 'with_medians', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines',
+           'append_verdicts', 'rewrite_tradeoff']
 
 # %% ../nbs/06c_tradeoff.ipynb #2149e54f
 def recon_jacobian(model:nn.Module, # an autoencoder of the package
@@ -340,13 +340,20 @@ def frontier_figure(rows:list,        # `relative_to_plain` rows
 
 # %% ../nbs/06c_tradeoff.ipynb #96ede351
 TABLE_COLS = ['label', 'family', 'epochs', 'lambda1', 'lambda2', 'schedule', 'noise', 'rec_error', 'rec_change', 'grad_x', 'grad_x_ratio',
-              'fro_x', 'fro_x_ratio', 'spec_x', 'spec_x_ratio', 'auddc_output', 'auddc_latent', 'lip_mean', 'lip_max', 'lip_method']
+              'fro_x', 'fro_x_ratio', 'spec_x', 'spec_x_ratio', 'auddc_output', 'auddc_latent', 'auddc_output_median', 'auddc_latent_median',
+              'lip_mean', 'lip_max', 'lip_method']
+
+def with_medians(r:dict # a `measure_model` row
+                )->dict:
+    "`r` with each attack's median AUDDC over the pairs, `auddc_<kind>_median`: a pair whose gap is near 0 can dominate the mean"
+    return {**r, **{f'auddc_{k}_median': float(np.nanmedian(a['auddc'])) for k, a in r.get('auddc', {}).items()}}
 
 def tradeoff_frame(rows:list)->pd.DataFrame:
     "One line per setting: `TABLE_COLS` and whether it is on its family's frontier"
     on = {(f, r['label']) for f in FAMILIES for r in frontier(rows, f)}
-    return pd.DataFrame([{**{c: r.get(c) for c in TABLE_COLS if c in r},
-                          'on_frontier': any((f, r['label']) in on for f in FAMILIES if r['family'] in (f, 'plain'))} for r in rows])
+    return pd.DataFrame([{**{c: m.get(c) for c in TABLE_COLS if c in m},
+                          'on_frontier': any((f, r['label']) in on for f in FAMILIES if r['family'] in (f, 'plain'))}
+                         for r, m in ((r, with_medians(r)) for r in rows)])
 
 def budget_markdown(brows:list)->str:
     "The budget table in Markdown: one line per budget and family"

@@ -104,3 +104,13 @@ def test_one_entry_point():
     assert not hasattr(d, "main") and not hasattr(d, "build_parser"), "dbp_ae.distributed keeps the DDP machinery only; the parser is dbp_ae.cli's"
     r = subprocess.run([sys.executable, "-m", "dbp_ae.cli", "train", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--model" in r.stdout and "--amp" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("nb", sorted(PIPES.glob("0*.ipynb")), ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(nb):
+    "papermill sees each declared parameter in the `parameters` cell (a comment it cannot parse hides the name: `-p` then warns of an unknown parameter)"
+    from papermill.translators import PythonTranslator
+    from dbp_ae.params import PARAMS
+    cell = next(c for c in json.loads(nb.read_text())["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    seen = {p.name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    assert seen == set(PARAMS[nb.stem]), (sorted(set(PARAMS[nb.stem]) - seen), sorted(seen - set(PARAMS[nb.stem])))
