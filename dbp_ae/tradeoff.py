@@ -384,7 +384,7 @@ def write_tradeoff(out:Path,        # the output folder
                                    + frame.drop(columns=['lip_method']).to_markdown(index=False, floatfmt='.4g') + "\n")
     (out/'tradeoff_budget.md').write_text(f"Budget table (the most robust setting whose reconstruction error is at most the budget above the plain "
                                           f"model's): {settings}\n\n" + budget_markdown(brows) + "\n\n"
-                                          "Table 2 at the λ each budget affords (`afforded`: the largest λ1 = λ2 within the budget, second-half, at the grid's training length nearest the paper's 20 epochs; "
+                                          "Table 2 at the λ each budget affords (`afforded`: the largest λ1 = λ2 within the budget, on the second-half schedule where the grid has it, at the grid's training length nearest the paper's 20 epochs; "
                                           "chosen by the error alone), mean AUDDC of the plain model → the chosen one (paired difference ± sem):\n\n" + afforded_markdown(arows) + "\n")
     metrics = dict(settings=settings, **(meta or {}), budgets=list(budgets), rows=rows, budget=brows, afforded=arows,
                    frontier={f: [r['label'] for r in frontier(rows, f)] for f in FAMILIES},

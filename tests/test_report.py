@@ -66,8 +66,10 @@ def test_committed_verdicts():
     assert mnist[("table1", "vae")].verdict == mnist[("table1", "draw-attn")].verdict == PARTLY     # the earlier parts kept
     # CelebA Table 1 rendered in two parts (conv VAE, then DRAW-attn): both rows judged; DRAW-attn's gradient falls 20x at +106% error
     assert celeba[("table1", "conv-vae")].verdict == NOT and celeba[("table1", "draw-attn")].verdict == PARTLY
-    # CelebA DRAW-attn: DBP lower on every pair, but the strength check finds the default output attack too weak on the plain model
-    assert celeba[("table2", "draw-attn")].verdict == MASKING and celeba[("table2", "draw-attn")].would_be == "not reproduced"
+    # CelebA DRAW-attn, attacked with 2 random restarts per (pair, C) (a plain start alone was too weak on the plain model):
+    # the strength check now passes (4 restarts, 3x iterations, scipy, Adam), so DBP lower on every pair is evidence
+    t2 = celeba[("table2", "draw-attn")]
+    assert t2.verdict == NOT and "output: 0.360 -> 0.212" in t2.evidence and "strength check: passed" in t2.evidence and "random starts" in (FIGURES / "celeba" / "table2_draw.md").read_text()
     # issue 16 on full MNIST (reduced grid): DBP beats the noise baseline at +5% and +10%, and Table 2's claim holds at the lambda each affords
     trade = {c.family: c.verdict for c in mnist.values() if c.item == "tradeoff"}
     assert trade["vae: dbp vs noise"] == REPRODUCED and trade["vae: λ by the +5% budget"] == trade["vae: λ by the +10% budget"] == REPRODUCED
@@ -82,6 +84,12 @@ def test_committed_verdicts():
     sched = {c.family: c for c in judge_folder(FIGURES / "mnist-sample" / "tradeoff-schedules", "mnist-sample") if c.item == "tradeoff"}
     best = sched["vae: best DBP setting"]
     assert best.verdict == PREVIEW and best.would_be == "reproduced" and "l1=l2=1 constant" in best.evidence
+    # ... which full MNIST does not bear out: the constant schedule at 20 epochs costs +25.4% at lambda 1 (21.4x), and 40 epochs of
+    # the paper's schedule cost the same +25.8% as 20; at +10% both still raise both AUDDCs (lambda 0.1)
+    for sub, label in (("tradeoff-constant", "l1=l2=0.1 constant 20ep"), ("tradeoff-40ep", "l1=l2=0.1 second-half 40ep")):
+        t = {c.family: c for c in judge_folder(FIGURES / "mnist" / sub, "mnist") if c.item == "tradeoff"}
+        assert t["vae: best DBP setting"].verdict == NOT
+        assert t["vae: λ by the +10% budget"].verdict == REPRODUCED and label in t["vae: λ by the +10% budget"].evidence
 
 
 def test_report_only_runs_nothing(tmp_path, capsys, monkeypatch):
