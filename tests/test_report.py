@@ -69,6 +69,9 @@ def test_committed_verdicts():
     # CelebA DRAW-attn, attacked with 2 random restarts per (pair, C) (a plain start alone was too weak on the plain model):
     # the strength check now passes (4 restarts, 3x iterations, scipy, Adam), so DBP lower on every pair is evidence
     t2 = celeba[("table2", "draw-attn")]
+    # CelebA Fig. 2 (the conv VAE, the median pair of 10): the gradient falls 3.8x at +13.8% error, as in its Table 1 row
+    fig2 = [c for c in judge_folder(FIGURES / "celeba", "celeba") if c.item == "fig2"]
+    assert any(c.verdict == NOT and "(3.8x)" in c.evidence for c in fig2) and any(c.verdict == PREVIEW for c in fig2)
     assert t2.verdict == NOT and "output: 0.360 -> 0.212" in t2.evidence and "strength check: passed" in t2.evidence and "random starts" in (FIGURES / "celeba" / "table2_draw.md").read_text()
     # issue 16 on full MNIST (reduced grid): DBP beats the noise baseline at +5% and +10%, and Table 2's claim holds at the lambda each affords
     trade = {c.family: c.verdict for c in mnist.values() if c.item == "tradeoff"}
