@@ -365,6 +365,8 @@ def budget_markdown(brows:list)->str:
     L.append("")
     for b in brows:
         d = b['diff']
+        if b['dbp'] == b['noise']:   # both picks the plain model: nothing to compare
+            L.append(f"- +{100 * b['budget']:g}%: neither DBP nor the noise baseline has a setting within the budget besides {b['dbp']}: not compared"); continue
         L.append(f"- +{100 * b['budget']:g}%: DBP ({b['dbp']}) − baseline ({b['noise']}), output AUDDC per pair: {d['mean']:+.3f} ± {d['sem']:.3f} (sem), "
                  f"DBP higher on {d['wins']} of {d['n']} pairs")
     return '\n'.join(L)
