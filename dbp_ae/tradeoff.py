@@ -313,7 +313,8 @@ def frontier_figure(rows:list,        # `relative_to_plain` rows
             col = SCHEDULE_COLORS.get(r['schedule'], 'tab:blue')
             ax.scatter(pct(r), r[y], marker='o' if r['epochs'] == min(x['epochs'] for x in rows) else '^', s=30, zorder=3,
                        facecolors=col if r['lambda1'] else 'none', edgecolors=col)
-    for fam, col in (('dbp', 'tab:blue'), ('noise', 'tab:orange')):
+    has_noise = any(r['family'] == 'noise' for r in rows)   # a grid may have no noise model (noise_sigmas 0): no baseline drawn or named
+    for fam, col in (('dbp', 'tab:blue'), ('noise', 'tab:orange'))[:2 if has_noise else 1]:
         fr = frontier(rows, fam, y)
         ax.plot([pct(r) for r in fr], [r[y] for r in fr], '-', c=col, lw=1.5, label=f"{'DBP' if fam == 'dbp' else 'noise baseline'} frontier")
     if paper_point:
@@ -325,7 +326,7 @@ def frontier_figure(rows:list,        # `relative_to_plain` rows
         if v is None: ax.axvline(100 * mk['rec_change'], c='0.5', ls='--', lw=.8, label=f"{mk['label']} (no AUDDC beside it)")
         else: ax.scatter(100 * mk['rec_change'], v, marker='X', s=90, c='0.35', zorder=5, label=mk['label'] if k < 6 else None)
     from matplotlib.lines import Line2D
-    extra = [Line2D([], [], marker='D', c='k', ls='', label='plain'), Line2D([], [], marker='s', c='tab:orange', ls='', label='noise (σ grid)')]
+    extra = [Line2D([], [], marker='D', c='k', ls='', label='plain')] + ([Line2D([], [], marker='s', c='tab:orange', ls='', label='noise (σ grid)')] if has_noise else [])
     extra += [Line2D([], [], marker='o', c=c, ls='', label=f"DBP {s}") for s, c in SCHEDULE_COLORS.items() if any(r.get('schedule') == s for r in rows)]
     if any(r['family'] == 'dbp' and not r['lambda1'] for r in rows): extra.append(Line2D([], [], marker='o', mfc='none', mec='0.3', ls='', label='DBP λ1 = 0'))
     if len({r['epochs'] for r in rows}) > 1: extra.append(Line2D([], [], marker='^', c='0.3', ls='', label='longer training'))
