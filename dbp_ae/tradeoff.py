@@ -314,7 +314,7 @@ def frontier_figure(rows:list,        # `relative_to_plain` rows
             ax.scatter(pct(r), r[y], marker='o' if r['epochs'] == min(x['epochs'] for x in rows) else '^', s=30, zorder=3,
                        facecolors=col if r['lambda1'] else 'none', edgecolors=col)
     has_noise = any(r['family'] == 'noise' for r in rows)   # a grid may have no noise model (noise_sigmas 0): no baseline drawn or named
-    for fam, col in (('dbp', 'tab:blue'), ('noise', 'tab:orange'))[:2 if has_noise else 1]:
+    for fam, col in [('dbp', 'tab:blue')] + ([('noise', 'tab:orange')] if has_noise else []):
         fr = frontier(rows, fam, y)
         ax.plot([pct(r) for r in fr], [r[y] for r in fr], '-', c=col, lw=1.5, label=f"{'DBP' if fam == 'dbp' else 'noise baseline'} frontier")
     if paper_point:
