@@ -4,7 +4,7 @@
 
 # %% ../nbs/08a_reproduce.ipynb #dcd2f2be
 from __future__ import annotations
-import ast, difflib, hashlib, json, math, os, platform, sys, time
+import ast, contextlib, difflib, hashlib, json, math, os, platform, sys, time, uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -20,8 +20,8 @@ from . import report
 __all__ = ['PIPELINES', 'ITEMS', 'QUICK_EPOCHS', 'QUICK_BATCH', 'QUICK', 'QUICK_CELEBA', 'PROFILES', 'SET_ELSEWHERE',
            'PATH_PARAMS', 'profile_table', 'pipelines_dir', 'valid_names', 'select_pipelines', 'Task', 'parse_sets',
            'check_sets', 'plan', 'check_notebooks', 'missing_data', 'code_hash', 'notebook_params', 'task_hash',
-           'stamp_path', 'read_stamp', 'is_done', 'fmt_s', 'versions', 'device_info', 'executed_path', 'run_task',
-           'reproduce', 'write_report']
+           'stamp_path', 'read_stamp', 'is_done', 'fmt_s', 'versions', 'device_info', 'models_trained', 'executed_path',
+           'run_task', 'reproduce', 'write_report']
 
 # %% ../nbs/08a_reproduce.ipynb #45d91e3b
 PIPELINES = {
@@ -353,6 +353,24 @@ def _model_folders(cache_dir)->set:
     c = Path(cache_dir)
     return {p.name for p in c.iterdir() if (p/'model.pt').exists()} if c.exists() else set()
 
+@contextlib.contextmanager
+def _env(name:str, value:str):
+    "Set the environment variable `name` inside the block (the kernels started there inherit it); restores it"
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try: yield
+    finally:
+        if old is None: os.environ.pop(name, None)
+        else: os.environ[name] = old
+
+def models_trained(cache_dir, # the model cache
+                   before:set, # its finished folders before the task (`_model_folders`)
+                   run:str,    # the task's run id
+                  )->list:
+    "The cache folders that a task with run id `run` trained: new since `before` and named so in their model.pt"
+    from dbp_ae.train import trained_in
+    return sorted(f for f in _model_folders(cache_dir) - before if trained_in(Path(cache_dir)/f, run))
+
 def executed_path(task:Task)->Path:
     "Where the executed notebook of `task` is kept"
     return Path(task.params['out_dir'])/'runs'/f"{task.pipeline}-{task.dataset}{'-smoke' if task.params.get('smoke') else ''}.ipynb"
@@ -370,16 +388,18 @@ def run_task(task:Task,         # what to run
     params = {k: v for k, v in task.params.items() if k in declared}
     executed = executed_path(task)
     executed.parent.mkdir(parents=True, exist_ok=True)
-    before = _model_folders(task.params['cache_dir'])
+    before, run = _model_folders(task.params['cache_dir']), uuid.uuid4().hex
     cpu0 = _children_cpu()
     h = task_hash(task, nb_path)   # of the code as it is run: an edit of the notebook during the run must not be stamped as rendered
     t0, started = time.time(), datetime.now(timezone.utc).isoformat(timespec='seconds')
-    pm.execute_notebook(str(nb_path), str(executed), parameters=params, cwd=str(nb_path.parent), kernel_name='python3',
-                        progress_bar=False, stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr)
+    from dbp_ae.train import RUN_ENV
+    with _env(RUN_ENV, run):   # the models the kernel trains carry the id: those of a concurrent process do not
+        pm.execute_notebook(str(nb_path), str(executed), parameters=params, cwd=str(nb_path.parent), kernel_name='python3',
+                            progress_bar=False, stdout_file=None if quiet else sys.stdout, stderr_file=None if quiet else sys.stderr)
     stamp = dict(pipeline=task.pipeline, dataset=task.dataset, hash=h, params=task.params, dropped=dropped,
                  seconds=time.time() - t0, cpu_seconds=_children_cpu() - cpu0, started=started, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                  device=device_info(task.params.get('device')), versions=versions(), commit=report.git_commit(), executed=str(executed),
-                 models_trained=sorted(_model_folders(task.params['cache_dir']) - before))
+                 models_trained=models_trained(task.params['cache_dir'], before, run))
     missing = [f for f in PIPELINES[task.pipeline]['outputs'] if not (task.folder/f).exists()]
     if missing: raise RuntimeError(f"{task.name} ran but did not write {', '.join(missing)} in {task.folder}")
     stamp_path(task).parent.mkdir(parents=True, exist_ok=True)

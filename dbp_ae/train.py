@@ -22,12 +22,12 @@ from .classifiers import MLP, MLPConfig, LeNet, LeNetConfig, CvNet, CvNetConfig
 from .dbp import dbp_loss, dbp_weight, gradient_metrics, ESTIMATORS, SCHEDULES
 
 # %% auto #0
-__all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'model_config', 'make_model', 'TrainConfig', 'check_train_config',
-           'train_key', 'config_hash', 'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic', 'write_json_atomic',
-           'BadCheckpoint', 'tensor_checksum', 'with_checksum', 'load_checkpoint', 'set_aside', 'TrainingDiverged',
-           'adam_options', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder', 'lock_path',
-           'folder_lock', 'train_cached', 'shared_epochs', 'plain_twin', 'warm_start', 'train_config', 'train_words',
-           'Trained', 'train_pair']
+__all__ = ['MODELS', 'AMP_DTYPES', 'RANK_SEED_STRIDE', 'RUN_ENV', 'model_config', 'make_model', 'TrainConfig',
+           'check_train_config', 'train_key', 'config_hash', 'is_autoencoder', 'step_loss', 'ForwardVia', 'save_atomic',
+           'write_json_atomic', 'BadCheckpoint', 'tensor_checksum', 'with_checksum', 'load_checkpoint', 'set_aside',
+           'TrainingDiverged', 'adam_options', 'fit', 'start_ck', 'evaluate_ae', 'default_cache_dir', 'cache_folder',
+           'lock_path', 'folder_lock', 'train_cached', 'shared_epochs', 'plain_twin', 'warm_start', 'trained_in',
+           'train_config', 'train_words', 'Trained', 'train_pair']
 
 # %% ../nbs/04_train.ipynb #96af3e55
 MODELS = {
@@ -532,6 +532,15 @@ def warm_start(folder:Path,   # the cache folder of a DBP run
     log(f"warm start: epochs 1-{k} (no DBP under the schedule) are taken from the plain run's checkpoint {src}")
     return True
 
+RUN_ENV = 'DBP_AE_RUN'   # `dbp-ae reproduce` sets it around each task: its id goes into the model.pt of each model trained
+
+def trained_in(folder:Path, # a cache folder
+               run:str,     # a run id (`RUN_ENV` while the model was trained)
+              )->bool:
+    "Whether the finished model in `folder` was trained under the run id `run` (not by another process, nor earlier)"
+    try: return load_checkpoint(Path(folder)/'model.pt').get('run') == run
+    except (BadCheckpoint, FileNotFoundError): return False
+
 def _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, device, progress, train_ds, n_train, comm, amp, loader_kwargs, twin=None):
     main = comm is None or comm.rank == 0
     if main: write_json_atomic(key, folder/'config.json')
@@ -547,7 +556,7 @@ def _train_into(folder, key, model_name, dataset, cfg, model_cfg, data_dir, devi
     if main:
         write_json_atomic(history, folder/'history.json')
         save_atomic(with_checksum(dict(model={k: v.cpu() for k,v in model.state_dict().items()}, config=json.dumps(key), seconds=time.time()-t0,
-                                       world_size=comm.world_size if comm is not None else 1)), folder/'model.pt')
+                                       world_size=comm.world_size if comm is not None else 1, run=os.environ.get(RUN_ENV, ''))), folder/'model.pt')
         (folder/'last.pt').unlink(missing_ok=True)
     return model, history, folder
 
