@@ -89,7 +89,7 @@ def test_committed_verdicts():
     assert best.verdict == PREVIEW and best.would_be == "reproduced" and "l1=l2=1 constant" in best.evidence
     # ... which full MNIST does not bear out: the constant schedule at 20 epochs costs +25.4% at lambda 1 (21.4x), and 40 epochs of
     # the paper's schedule cost the same +25.8% as 20; at +10% both still raise both AUDDCs (lambda 0.1)
-    for sub, label in (("tradeoff-constant", "l1=l2=0.1 constant 20ep"), ("tradeoff-40ep", "l1=l2=0.1 second-half 40ep")):
+    for sub, label in (("tradeoff-40ep", "l1=l2=0.1 second-half 40ep"),):
         t = {c.family: c for c in judge_folder(FIGURES / "mnist" / sub, "mnist") if c.item == "tradeoff"}
         assert t["vae: best DBP setting"].verdict == NOT
         assert t["vae: λ by the +10% budget"].verdict == REPRODUCED and label in t["vae: λ by the +10% budget"].evidence
@@ -97,6 +97,12 @@ def test_committed_verdicts():
         # with the noise baseline (both picks the plain model) is left out, so the +10% one decides
         assert t["vae: λ by the +5% budget"].verdict == NOT_RENDERED and "a smaller λ would answer" in t["vae: λ by the +5% budget"].evidence
         assert t["vae: dbp vs noise"].verdict == REPRODUCED and "+5%: neither DBP nor the noise baseline" in t["vae: dbp vs noise"].evidence
+    # the constant schedule with lambda 0.01 ... 1: lambda 0.01 lowers the error (-0.35%) at a 2.9x smaller gradient; +5% affords
+    # lambda 0.03 (+2.4%), +10% lambda 0.1 (+8.4%), and DBP raises both AUDDCs at each
+    c = {c.family: c for c in judge_folder(FIGURES / "mnist" / "tradeoff-constant", "mnist") if c.item == "tradeoff"}
+    assert c["vae: best DBP setting"].verdict == NOT and c["vae: dbp vs noise"].verdict == REPRODUCED
+    assert c["vae: λ by the +5% budget"].verdict == REPRODUCED and "l1=l2=0.03 constant 20ep (+2.4%" in c["vae: λ by the +5% budget"].evidence
+    assert c["vae: λ by the +10% budget"].verdict == REPRODUCED and "l1=l2=0.1 constant 20ep (+8.4%" in c["vae: λ by the +10% budget"].evidence
     # the warmup schedule with lambda 0.01 ... 3, as the paper's schedule (lambda 0.1 +8.6% 6.2x, lambda 1 +25.9% 19.7x): +5% affords
     # lambda 0.03 (+2.6%) and +10% lambda 0.1, where DBP raises both AUDDCs; it beats the plain model at +5% (no sigma fits), sigma 0.1 at +10%
     w = {c.family: c for c in judge_folder(FIGURES / "mnist" / "tradeoff-warmup", "mnist") if c.item == "tradeoff"}
