@@ -351,9 +351,10 @@ def claims_tradeoff(m:dict, dataset:str, source:str='tradeoff_metrics.json')->li
     pv = preview_why(dataset, pairs=n_pairs, epochs=min(eps) if eps else None, images=m.get('n_eval'))
     scale = f"{dataset}, {len(rows)} models, {n_pairs} pairs, {_attack(m)}, {model} trained {'/'.join(map(str, eps))} epochs"
     pct = lambda v: f"{100 * v:+.1f}%"
-    has_noise = any(r['family'] == 'noise' for r in rows)   # noise_sigmas '0': no baseline to beat
-    parts, ev = [], ([] if has_noise else ["the grid has no noise-baseline model (noise sigma 0 only): not compared"])
-    for b in (m['budget'] if has_noise else []):
+    from dbp_ae.tradeoff import has_noise   # here, not at the top: the report's other verdicts need no torch
+    noise = has_noise(rows)
+    parts, ev = [], ([] if noise else ["the grid has no noise-baseline model (noise sigma 0 only): not compared"])
+    for b in (m['budget'] if noise else []):
         if b['dbp'] == b['noise']:   # both picks are the plain model: nothing of either family fits the budget, no comparison
             ev.append(f"+{100 * b['budget']:g}%: neither DBP nor the noise baseline has a setting within the budget (both picks: {b['dbp']}), not compared")
             continue

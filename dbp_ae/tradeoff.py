@@ -27,8 +27,8 @@ __all__ = ['LAMBDA1_MODES', 'FAMILIES', 'SCHEDULE_COLORS', 'TABLE_COLS', 'DERIVE
            'lipschitz', 'num_list', 'name_list', 'Setting', 'tradeoff_grid', 'tradeoff_settings', 'measure_model',
            'relative_to_plain', 'pareto_front', 'family_rows', 'frontier', 'budget_choice', 'compare_pairs',
            'budget_rows', 'rank_agreement', 'afforded', 'afforded_rows', 'afforded_markdown', 'table1_points',
-           'frontier_figure', 'with_medians', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff', 'verdict_lines',
-           'append_verdicts', 'rewrite_tradeoff']
+           'has_noise', 'frontier_figure', 'with_medians', 'tradeoff_frame', 'budget_markdown', 'write_tradeoff',
+           'verdict_lines', 'append_verdicts', 'rewrite_tradeoff']
 
 # %% ../nbs/06c_tradeoff.ipynb #2149e54f
 def recon_jacobian(model:nn.Module, # an autoencoder of the package
@@ -296,6 +296,11 @@ def table1_points(folder:Path,       # the output folder of the data set (`out`)
 
 SCHEDULE_COLORS = {'second-half': 'tab:blue', 'warmup': 'tab:purple', 'constant': 'tab:cyan'}
 
+def has_noise(rows:Sequence # `measure_model` or `relative_to_plain` rows
+             )->bool:
+    "Whether the grid has a noise-baseline model: a grid run with noise sigma 0 only has none, and then no baseline is drawn, named or judged"
+    return any(r['family'] == 'noise' for r in rows)
+
 def frontier_figure(rows:list,        # `relative_to_plain` rows
                     y:str='auddc_output', # the row field on the y axis: 'auddc_output' or 'grad_x_ratio'
                     marks:Sequence=(),    # `table1_points`
@@ -313,8 +318,8 @@ def frontier_figure(rows:list,        # `relative_to_plain` rows
             col = SCHEDULE_COLORS.get(r['schedule'], 'tab:blue')
             ax.scatter(pct(r), r[y], marker='o' if r['epochs'] == min(x['epochs'] for x in rows) else '^', s=30, zorder=3,
                        facecolors=col if r['lambda1'] else 'none', edgecolors=col)
-    has_noise = any(r['family'] == 'noise' for r in rows)   # a grid may have no noise model (noise_sigmas 0): no baseline drawn or named
-    for fam, col in [('dbp', 'tab:blue')] + ([('noise', 'tab:orange')] if has_noise else []):
+    noise = has_noise(rows)
+    for fam, col in [('dbp', 'tab:blue')] + ([('noise', 'tab:orange')] if noise else []):
         fr = frontier(rows, fam, y)
         ax.plot([pct(r) for r in fr], [r[y] for r in fr], '-', c=col, lw=1.5, label=f"{'DBP' if fam == 'dbp' else 'noise baseline'} frontier")
     if paper_point:
@@ -326,7 +331,7 @@ def frontier_figure(rows:list,        # `relative_to_plain` rows
         if v is None: ax.axvline(100 * mk['rec_change'], c='0.5', ls='--', lw=.8, label=f"{mk['label']} (no AUDDC beside it)")
         else: ax.scatter(100 * mk['rec_change'], v, marker='X', s=90, c='0.35', zorder=5, label=mk['label'] if k < 6 else None)
     from matplotlib.lines import Line2D
-    extra = [Line2D([], [], marker='D', c='k', ls='', label='plain')] + ([Line2D([], [], marker='s', c='tab:orange', ls='', label='noise (σ grid)')] if has_noise else [])
+    extra = [Line2D([], [], marker='D', c='k', ls='', label='plain')] + ([Line2D([], [], marker='s', c='tab:orange', ls='', label='noise (σ grid)')] if noise else [])
     extra += [Line2D([], [], marker='o', c=c, ls='', label=f"DBP {s}") for s, c in SCHEDULE_COLORS.items() if any(r.get('schedule') == s for r in rows)]
     if any(r['family'] == 'dbp' and not r['lambda1'] for r in rows): extra.append(Line2D([], [], marker='o', mfc='none', mec='0.3', ls='', label='DBP λ1 = 0'))
     if len({r['epochs'] for r in rows}) > 1: extra.append(Line2D([], [], marker='^', c='0.3', ls='', label='longer training'))
