@@ -4,7 +4,8 @@
 
 # %% ../nbs/06a_evaluate.ipynb #66eeea17
 from __future__ import annotations
-import json, time
+import hashlib, json, sys, time, warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -17,15 +18,16 @@ from .core import check_choice, check_finite, fast_cpu_math, frozen, seeded
 from .attacks import AttackResult, ATTACK_KINDS, OPTIMIZERS, OPTIMIZER_NAMES, attack, model_device, describe_attack, sample_pairs
 from .auddc import dd_points, auddc_pairs, auddc_stats
 from .dbp import gradient_metrics
-from .train import train_words
+from .train import save_atomic, train_words
 
 # %% auto #0
-__all__ = ['STRENGTH_TOL', 'STRENGTH_ON', 'recon_dist', 'distortion_points', 'attack_auddc', 'dbp_claim', 'claim_line',
-           'stronger_attacks', 'attack_strength', 'pair_batch', 'first_pair', 'sample_pair_batch', 'attack_kwargs',
-           'run_name', 'pair_gaps', 'attack_scored', 'evaluate_models', 'pair_summary', 'labels_of', 'kinds_of',
-           'table2_auddc', 'table2_claims', 'table2_settings', 'table2_frame', 'table2_markdown', 'claim_lines',
-           'write_table2', 'strength_table', 'write_strength', 'too_weak', 'shown_attack', 'matched_attack',
-           'median_pair', 'nearest_c', 'fig2_pair', 'fig2_attacks', 'keep_earlier_models']
+__all__ = ['STRENGTH_TOL', 'ATTACK_CACHE', 'STRENGTH_ON', 'recon_dist', 'distortion_points', 'attack_auddc', 'dbp_claim',
+           'claim_line', 'stronger_attacks', 'attack_strength', 'pair_batch', 'first_pair', 'sample_pair_batch',
+           'attack_kwargs', 'cache_attacks', 'attack_key', 'cached_attack', 'keep_attack', 'run_name', 'pair_gaps',
+           'attack_scored', 'evaluate_models', 'pair_summary', 'labels_of', 'kinds_of', 'table2_auddc', 'table2_claims',
+           'table2_settings', 'table2_frame', 'table2_markdown', 'claim_lines', 'write_table2', 'strength_table',
+           'write_strength', 'too_weak', 'shown_attack', 'matched_attack', 'median_pair', 'nearest_c', 'fig2_pair',
+           'fig2_attacks', 'keep_earlier_models']
 
 # %% ../nbs/06a_evaluate.ipynb #eeb903cc
 def recon_dist(model:nn.Module,   # the autoencoder
@@ -165,6 +167,50 @@ def attack_kwargs(p:dict # a pipeline's parameters: cs (the grid), optimizer, it
                  restarts=p.get('restarts', 0)),
             dict(n_samples=p['n_samples'], seed=p['seed'], chunk_size=chunk))
 
+# %% ../nbs/06a_evaluate.ipynb #a7c3e1d1
+ATTACK_CACHE:Optional[Path] = None   # where `attack_scored` keeps its results (`cache_attacks`); None: nowhere
+
+def cache_attacks(folder:Optional[Path] # where to keep `attack_scored`'s results from now on; None: keep none
+                 )->Optional[Path]:
+    "Keep every `attack_scored` result in `folder` and read it back when the same attack is asked again; returns the folder set before"
+    global ATTACK_CACHE
+    prev, ATTACK_CACHE = ATTACK_CACHE, None if folder is None else Path(folder)
+    return prev
+
+def _code_files(model:nn.Module)->list:
+    "The package's source files an attack's result depends on: the attacks' and those of the model's classes"
+    mods = ['dbp_ae.attacks'] + [c.__module__ for c in type(model).__mro__]
+    return sorted({f for m in mods if m.split('.')[0] == 'dbp_ae' and (f := getattr(sys.modules.get(m), '__file__', None))})
+
+def attack_key(model:nn.Module, x_o:Tensor, x_t:Tensor, # the autoencoder, originals and targets, as `attack_scored`'s
+               kind:str,                       # 'output' or 'latent'
+               attack_kw:Optional[dict]=None,  # `attack`'s arguments
+              )->str:
+    "A digest of everything `attack`'s result depends on: the package's attack and model code, the model's class, config and weights, the pairs and their device, the kind and the arguments"
+    h = hashlib.sha256()
+    def add(v):
+        if isinstance(v, Tensor): v = v.detach().cpu().contiguous().numpy()
+        h.update(v.tobytes() + f"{v.dtype}{v.shape}".encode() if isinstance(v, np.ndarray) else v if isinstance(v, bytes) else repr(v).encode())
+    for f in _code_files(model): add(Path(f).read_bytes())
+    for v in (type(model).__qualname__, getattr(model, 'cfg', None), repr(model)): add(v)
+    for k, v in model.state_dict().items(): add(k); add(v)
+    for v in (x_o, x_t, x_o.device.type, kind): add(v)
+    for k, v in sorted((attack_kw or {}).items()): add(k); add(np.asarray(v, np.float64) if k == 'cs' else v)
+    return h.hexdigest()[:24]
+
+def cached_attack(key:str # `attack_key`
+                 )->Optional[tuple]:
+    "`(AttackResult, seconds)` kept under `key` in `ATTACK_CACHE`, or None (no cache, not there, or unreadable: then it is recomputed)"
+    path = None if ATTACK_CACHE is None else ATTACK_CACHE/f'{key}.pt'
+    if path is None or not path.exists(): return None
+    try: d = torch.load(path, weights_only=True); return AttackResult(**d['result']), float(d['seconds'])
+    except Exception as e: warnings.warn(f"attack cache: cannot read {path} ({type(e).__name__}: {e}); the attack runs again and overwrites it"); return None
+
+def keep_attack(key:str, r:AttackResult, seconds:float):
+    "Keep `r` (and the `seconds` it took) under `key` in `ATTACK_CACHE`, atomically; nothing without a cache"
+    if ATTACK_CACHE is not None: save_atomic(dict(result={f.name: getattr(r, f.name) for f in fields(r)}, seconds=seconds), ATTACK_CACHE/f'{key}.pt')
+
+
 # %% ../nbs/06a_evaluate.ipynb #d4942d12
 def run_name(dbp:bool # with DBP or not
             )->str:
@@ -184,10 +230,15 @@ def attack_scored(model:nn.Module, x_o:Tensor, x_t:Tensor, # the autoencoder, or
                   attack_kw:Optional[dict]=None, # arguments of `dbp_ae.attacks.attack` (cs, optimizer, iterations, ...)
                   auddc_kw:Optional[dict]=None,  # arguments of `attack_auddc` (n_samples, seed, chunk_size)
                  )->dict:
-    "One attack on every pair with its points and AUDDC: dict(result, score, seconds)"
-    t0 = time.time()
-    r = attack(model, x_o, x_t, kind, **(attack_kw or {}))
-    return dict(result=r, score=attack_auddc(model, r, **(auddc_kw or {})), seconds=time.time() - t0)
+    "One attack on every pair with its points and AUDDC: dict(result, score, seconds, cached); under `cache_attacks` a result kept before is read back"
+    key = None if ATTACK_CACHE is None else attack_key(model, x_o, x_t, kind, attack_kw)
+    hit = None if key is None else cached_attack(key)
+    if hit is None:
+        t0 = time.time(); r = attack(model, x_o, x_t, kind, **(attack_kw or {})); secs = time.time() - t0
+        if key is not None: keep_attack(key, r, secs)
+    else: r, secs = hit
+    t0 = time.time(); score = attack_auddc(model, r, **(auddc_kw or {}))
+    return dict(result=r, score=score, seconds=secs + time.time() - t0, cached=hit is not None)
 
 def evaluate_models(models:dict,   # {(label, dbp): autoencoder}
                     x_o:Tensor,    # originals of the pairs (P, C, H, W)
@@ -206,7 +257,7 @@ def evaluate_models(models:dict,   # {(label, dbp): autoencoder}
             e = ev[(label, dbp, kind)] = dict(attack_scored(model, x_o, x_t, kind, attack_kw, auddc_kw), gap=gap)
             s = e['score']
             if log: log(f"{label} {'DBP' if dbp else 'plain'} {kind}: AUDDC {s['mean']:.4f} ± {s['std']:.4f} "
-                        f"({s['n']} pairs, {s['n_nan']} NaN, {int((gap <= 0).sum())} with gap <= 0), {e['seconds']:.1f} s")
+                        f"({s['n']} pairs, {s['n_nan']} NaN, {int((gap <= 0).sum())} with gap <= 0), {e['seconds']:.1f} s" + (" (read from the attack cache)" if e['cached'] else ''))
     return ev
 
 # %% ../nbs/06a_evaluate.ipynb #10de3489

@@ -15,6 +15,7 @@ from .attacks import OPTIMIZERS, ATTACK_KINDS
 from .gmm import COVARIANCE_TYPES
 from .draw import DRAWConfig
 from .core import check_choice, get_device, set_threads
+from .evaluate import cache_attacks
 
 # %% auto #0
 __all__ = ['DRAW_SHORTHANDS', 'DRAW_VARIANT_FIELDS', 'DEFAULT_VARIANTS', 'AUTO_MODELS', 'TRAIN_PARAMS', 'RUN_PARAMS',
@@ -371,4 +372,5 @@ def setup_run(pipeline:str, # a key of `PARAMS`
     set_threads(1 if p['threads'] is None and p['smoke'] else p['threads'])
     out = Path(p['out_dir'])/('smoke' if p['smoke'] else '')/p['dataset']
     out.mkdir(parents=True, exist_ok=True)
+    cache_attacks(out/'.attacks')
     return {**new, 'dev': get_device(p['device']), 'out': out}

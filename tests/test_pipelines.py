@@ -135,6 +135,21 @@ def test_vae_attack_smoke(tmp_path):
         assert f"{kind} attack: DBP {'raises' if c['raised'] else 'does NOT raise'}" in md
 
 
+def test_attack_run_resumes_from_its_cache(tmp_path):
+    "A pipeline run again into the same output folder reads back the attacks it finished (a killed run resumes) and writes the same table"
+    out = run("04_vae_attack.ipynb", tmp_path, dataset="mnist-sample")
+    kept = sorted(p.name for p in (out / ".attacks").glob("*.pt"))
+    assert len(kept) == 4, kept                     # plain and DBP, output and latent attack
+    table = lambda: [r.rsplit(",", 1)[0] for r in (out / "table2_vae.csv").read_text().splitlines()]   # every column but the last, the seconds
+    first = table()
+    run("04_vae_attack.ipynb", tmp_path, dataset="mnist-sample")
+    cells = json.loads((tmp_path / "executed-04_vae_attack.ipynb").read_text())["cells"]
+    log = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))   # nbformat keeps text as a string or a list of lines
+    assert log.count("(read from the attack cache)") == 4, log[-2000:]
+    assert table() == first and first[0].endswith(",n_gap_le0")
+    assert sorted(p.name for p in (out / ".attacks").glob("*.pt")) == kept
+
+
 def test_draw_attack_smoke(tmp_path):
     out = run("05_draw_attack.ipynb", tmp_path, dataset="mnist-sample", variants="draw-attn;draw:lstm=16")
     files = ["table2_draw.csv", "table2_draw.md", "dd_points_draw.csv", "table2_draw_metrics.json"]
