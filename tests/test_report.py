@@ -91,15 +91,15 @@ def test_committed_verdicts():
     best = sched["vae: best DBP setting"]
     assert best.verdict == PREVIEW and best.would_be == "reproduced" and "l1=l2=1 constant" in best.evidence
     # ... which full MNIST does not bear out: the constant schedule at 20 epochs costs +25.4% at lambda 1 (21.4x), and 40 epochs of
-    # the paper's schedule cost the same +25.8% as 20; at +10% both still raise both AUDDCs (lambda 0.1)
-    for sub, label in (("tradeoff-40ep", "l1=l2=0.1 second-half 40ep"),):
-        t = {c.family: c for c in judge_folder(FIGURES / "mnist" / sub, "mnist") if c.item == "tradeoff"}
-        assert t["vae: best DBP setting"].verdict == NOT
-        assert t["vae: λ by the +10% budget"].verdict == REPRODUCED and label in t["vae: λ by the +10% budget"].evidence
-        # no lambda of these grids fits +5% (lambda 0.1 is their smallest): no result, not a failure of the claim; the +5% comparison
-        # with the noise baseline (both picks the plain model) is left out, so the +10% one decides
-        assert t["vae: λ by the +5% budget"].verdict == NOT_RENDERED and "a smaller λ would answer" in t["vae: λ by the +5% budget"].evidence
-        assert t["vae: dbp vs noise"].verdict == REPRODUCED and "+5%: neither DBP nor the noise baseline" in t["vae: dbp vs noise"].evidence
+    # the paper's schedule cost the same error at every lambda as 20 (lambda 0.01: +0.8%, 3.7x); at 40 epochs +5% affords lambda 0.03
+    # (+3.5%), +10% lambda 0.1 (+9.5%), DBP raises both AUDDCs at each, the noise model (sigma 0.1, +16.7%) fits neither budget, and
+    # the Lipschitz figure ranks the 8 models as the output AUDDC does (rho -0.86), unlike on any 20-epoch grid
+    t = {c.family: c for c in judge_folder(FIGURES / "mnist" / "tradeoff-40ep", "mnist") if c.item == "tradeoff"}
+    assert t["vae: best DBP setting"].verdict == NOT
+    assert t["vae: λ by the +5% budget"].verdict == REPRODUCED and "l1=l2=0.03 second-half 40ep (+3.5%" in t["vae: λ by the +5% budget"].evidence
+    assert t["vae: λ by the +10% budget"].verdict == REPRODUCED and "l1=l2=0.1 second-half 40ep (+9.5%" in t["vae: λ by the +10% budget"].evidence
+    assert t["vae: dbp vs noise"].verdict == REPRODUCED and t["vae: dbp vs noise"].evidence.count("vs noise plain 40ep") == 2
+    assert t["vae: all models"].verdict == REPRODUCED and "rho -0.857" in t["vae: all models"].evidence and "8 models" in t["vae: all models"].scale
     # the constant schedule with lambda 0.01 ... 1: lambda 0.01 lowers the error (-0.35%) at a 2.9x smaller gradient; +5% affords
     # lambda 0.03 (+2.4%), +10% lambda 0.1 (+8.4%), and DBP raises both AUDDCs at each
     c = {c.family: c for c in judge_folder(FIGURES / "mnist" / "tradeoff-constant", "mnist") if c.item == "tradeoff"}
