@@ -66,6 +66,8 @@ def test_committed_verdicts():
     assert mnist[("table1", "vae")].verdict == mnist[("table1", "draw-attn")].verdict == PARTLY     # the earlier parts kept
     # CelebA Table 1 rendered in two parts (conv VAE, then DRAW-attn): both rows judged; DRAW-attn's gradient falls 20x at +106% error
     assert celeba[("table1", "conv-vae")].verdict == NOT and celeba[("table1", "draw-attn")].verdict == PARTLY
+    # ... and a third part, DRAW without attention: the gradient falls 33.7x at +62.9% error
+    assert celeba[("table1", "draw")].verdict == PARTLY and "(33.7x)" in celeba[("table1", "draw")].evidence and "+62.9%" in celeba[("table1", "draw")].evidence
     # CelebA DRAW-attn, attacked with 2 random restarts per (pair, C) (a plain start alone was too weak on the plain model):
     # the strength check now passes (4 restarts, 3x iterations, scipy, Adam), so DBP lower on every pair is evidence
     t2 = celeba[("table2", "draw-attn")]
