@@ -377,13 +377,13 @@ def claims_tradeoff(m:dict, dataset:str, source:str='tradeoff_metrics.json')->li
                               + ('' if near else f" (no DBP setting within ±{100 * TOL['rec_change']:g} points of the paper's error change: the nearest)"), scale,
                               f"Table 1's rule: fall >= {SIG_RATIO:g}x" + (f", within a factor {TOL['ratio']:g} of the paper's {p_ratio:.1f}x" if p_ratio else '')
                               + f", error change within ±{100 * TOL['rec_change']:g} points of {100 * p_change:+.1f}%", source, preview=pv))
-    equal = [r for r in dbp if r.get('lambda1') == r.get('lambda2')]
+    equal = [r for r in dbp if r.get('lambda1') == r.get('lambda2')] or [r for r in dbp if r.get('lambda1') == 0]   # `afforded`'s candidates
     for a in m.get('afforded') or []:
         b = f"+{100 * a['budget']:g}%"
         if a['setting'] is None:   # the grid cannot say which λ the budget affords: no result (not rendered), not a failure of the claim
             cheap = min(equal, key=lambda r: r['rec_change']) if equal else None
-            parts, ev = [], (f"no λ1 = λ2 DBP setting of the grid within the {b} budget: "
-                             + (f"its cheapest, {cheap['label']}, costs {pct(cheap['rec_change'])}; a smaller λ would answer" if cheap else "the grid has no λ1 = λ2 setting"))
+            parts, ev = [], (f"no λ1 = λ2 (else λ1 = 0) DBP setting of the grid within the {b} budget: "
+                             + (f"its cheapest, {cheap['label']}, costs {pct(cheap['rec_change'])}; a smaller λ would answer" if cheap else "the grid has no DBP setting"))
         else:
             parts, ev = [], [f"{a['setting']} ({pct(a['rec_change'])}, gradient {a['grad_x_ratio']:.1f}x smaller)"]
             for k, x in a['attacks'].items():
@@ -393,7 +393,7 @@ def claims_tradeoff(m:dict, dataset:str, source:str='tradeoff_metrics.json')->li
             ev = '; '.join(ev)
         out.append(make_claim('tradeoff', f"at the λ a {b} reconstruction budget affords, DBP raises the AUDDC of the output and latent attacks (Table 2's claim)",
                               f"{model}: λ by the {b} budget", dataset, parts, ev, scale,
-                              f"Table 2's rule at the largest λ1 = λ2 within the budget (chosen by the error alone): paired t-test on the per-pair AUDDC, one-sided, level {ALPHA}",
+                              f"Table 2's rule at the largest λ1 = λ2 (else λ1 = 0) within the budget (chosen by the error alone): paired t-test on the per-pair AUDDC, one-sided, level {ALPHA}",
                               source, preview=pv))
     r = m.get('rank') or {}
     if r.get('n', 0) >= 3:
